@@ -1,0 +1,5 @@
+"""The index of baselines (models papers compare against): slug -> package path. Sorted."""
+
+INDEX: dict[str, str] = {
+    "lstm_seq2seq": "archlab.baselines.lstm_seq2seq",
+}
