@@ -22,7 +22,6 @@ reproduce: setup
 
 report:
 	$(PYTHON) -m archlab.cli report --runs runs --docs docs --readme README.md
-	$(PYTHON) -m archlab.cli list --markdown > /dev/null
 
 bench: setup
 	$(PYTHON) benchmarks/engine_overhead.py

@@ -29,8 +29,10 @@ def make_model() -> nn.Module:
 
 def make_batches(steps: int, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
-    return [(torch.randn(batch, 256, generator=g), torch.randint(0, 10, (batch,), generator=g))
-            for _ in range(steps)]
+    return [
+        (torch.randn(batch, 256, generator=g), torch.randint(0, 10, (batch,), generator=g))
+        for _ in range(steps)
+    ]
 
 
 def loss_fn(model, batch):
@@ -71,8 +73,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     cfg = TrainConfig(
-        steps=args.steps, batch_size=args.batch, lr=1e-3, schedule="cosine", warmup_steps=10,
-        grad_clip=1.0, log_every=10, progress=False, device="cpu",
+        steps=args.steps,
+        batch_size=args.batch,
+        lr=1e-3,
+        schedule="cosine",
+        warmup_steps=10,
+        grad_clip=1.0,
+        log_every=10,
+        progress=False,
+        device="cpu",
     )
     batches = make_batches(args.steps, args.batch)
     bare(cfg, batches[:20])  # warm-up
@@ -83,7 +92,9 @@ def main() -> None:
     ratio = statistics.median(t_engine) / statistics.median(t_bare)
     print(f"bare loop   median {statistics.median(t_bare):.3f} s  ({args.steps} steps)")
     print(f"engine loop median {statistics.median(t_engine):.3f} s")
-    print(f"engine/bare ratio: {ratio:.3f}  (target < 1.05: {'met' if ratio < 1.05 else 'NOT met'})")
+    print(
+        f"engine/bare ratio: {ratio:.3f}  (target < 1.05: {'met' if ratio < 1.05 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

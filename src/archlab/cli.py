@@ -18,7 +18,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        self.exit(EXIT_USAGE, f"archlab: error: {message} (see `archlab {self.prog.split()[-1]} -h`)\n")
+        self.exit(
+            EXIT_USAGE, f"archlab: error: {message} (see `archlab {self.prog.split()[-1]} -h`)\n"
+        )
 
 
 def _console(stderr: bool = False):
@@ -48,7 +50,10 @@ def cmd_list(args) -> int:
 
 
 def papers_markdown(papers) -> str:
-    lines = ["| paper | family | arXiv | fidelity | variants | title |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| paper | family | arXiv | fidelity | variants | title |",
+        "|---|---|---|---|---|---|",
+    ]
     for p in papers:
         card = f"src/archlab/papers/{p.family}/{p.slug}/README.md"
         lines.append(
@@ -137,7 +142,9 @@ def print_claim_table(r, out: Path) -> None:
 
     console = _console()
     verdict = "[green]HOLDS[/green]" if r.holds else "[red]DOES NOT HOLD[/red]"
-    console.print(f"\n[bold]{r.slug}[/bold] ({r.budget}, seed {r.seed}): {verdict} in {r.elapsed_s:.0f} s")
+    console.print(
+        f"\n[bold]{r.slug}[/bold] ({r.budget}, seed {r.seed}): {verdict} in {r.elapsed_s:.0f} s"
+    )
     console.print(f"claim: {r.claim}")
     table = Table("check", "passed", "measured")
     for c in r.checks:
@@ -161,6 +168,9 @@ def cmd_report(args) -> int:
     atomic_write_text(docs / "results.md", markdown_report(results, runs_rel=_rel(runs, docs)))
     atomic_write_text(docs / "results.html", html_report(results, runs))
     if args.readme:
+        from archlab.registry import list_papers
+
+        update_readme(Path(args.readme), "papers", papers_markdown(list_papers()))
         update_readme(Path(args.readme), "results", results_table(results))
     _console(stderr=True).print(
         f"wrote {docs / 'results.md'} and {docs / 'results.html'} from {len(results)} runs"
@@ -233,7 +243,7 @@ def make_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("report", help="docs/results.md and results.html from run folders")
     q.add_argument("--runs", default="runs")
     q.add_argument("--docs", default="docs")
-    q.add_argument("--readme", help="also refresh the results table of this README")
+    q.add_argument("--readme", help="also refresh the papers and results tables of this README")
     q.set_defaults(func=cmd_report)
 
     q = sub.add_parser("new", help="start a paper folder from the template")

@@ -173,7 +173,9 @@ def replace_fields(cfg: Any, updates: Mapping[str, Any]) -> Any:
         if rest:
             sub = getattr(cfg, head)
             if not dataclasses.is_dataclass(sub):
-                raise UnknownNameError(f"{head} is a {type(sub).__name__}, it has no field {rest!r}")
+                raise UnknownNameError(
+                    f"{head} is a {type(sub).__name__}, it has no field {rest!r}"
+                )
             nested.setdefault(head, {})[rest] = value
         else:
             direct[head] = coerce(value, hints[head], key)

@@ -203,7 +203,9 @@ def build(name: str, pretrained: str | None = None, **overrides: Any):
     if pretrained is not None:
         s = spec(slug)
         if s.from_pretrained is None:
-            raise ArchlabError(f"{slug} has no pretrained loader (it has no Hugging Face counterpart)")
+            raise ArchlabError(
+                f"{slug} has no pretrained loader (it has no Hugging Face counterpart)"
+            )
         if overrides:
             raise ArchlabError("pretrained=... takes its config from the directory; drop overrides")
         return s.from_pretrained(pretrained)
@@ -219,9 +221,7 @@ def list_papers(family: str | None = None) -> list[PaperInfo]:
     for slug in _paper_index():
         s = spec(slug)
         if family is None or s.family == family:
-            out.append(
-                PaperInfo(s.slug, s.family, s.title, s.arxiv, s.fidelity, tuple(s.variants))
-            )
+            out.append(PaperInfo(s.slug, s.family, s.title, s.arxiv, s.fidelity, tuple(s.variants)))
     return out
 
 

@@ -33,7 +33,8 @@ class Budget(str, enum.Enum):
         try:
             return cls(value)
         except ValueError:
-            raise ArchlabError(close_matches_message("budget", str(value), [b.value for b in cls]))
+            msg = close_matches_message("budget", str(value), [b.value for b in cls])
+            raise ArchlabError(msg) from None
 
     def pick(self, smoke: Any, quick: Any, full: Any | None = None) -> Any:
         """The value for this budget (``full`` falls back to ``quick``)."""
@@ -93,7 +94,9 @@ class Result:
             "budget": self.budget,
             "seed": self.seed,
             "metrics": {k: _jsonable(v) for k, v in self.metrics.items()},
-            "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks],
+            "checks": [
+                {"name": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks
+            ],
             "holds": self.holds,
             "elapsed_s": round(self.elapsed_s, 2),
             "git": self.git,

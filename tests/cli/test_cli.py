@@ -79,8 +79,14 @@ def test_report_writes_markdown_and_html(capsys, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- results:start -->\nold\n<!-- results:end -->\nb\n")
     code, _, _ = run(
-        capsys, "report", "--runs", str(runs), "--docs", str(tmp_path / "docs"),
-        "--readme", str(readme),
+        capsys,
+        "report",
+        "--runs",
+        str(runs),
+        "--docs",
+        str(tmp_path / "docs"),
+        "--readme",
+        str(readme),
     )
     assert code == 0
     md = (tmp_path / "docs" / "results.md").read_text()

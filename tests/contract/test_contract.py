@@ -109,8 +109,20 @@ def test_smoke_reproduction(slug, tmp_path):
     assert isinstance(r, Result) and r.checks, "a reproduction states its claim as checks"
     assert time.perf_counter() - t0 < 60
     data = json.loads((tmp_path / "result.json").read_text())
-    for key in ("slug", "title", "claim", "budget", "seed", "metrics", "checks", "holds",
-                "elapsed_s", "git", "versions", "device"):
+    for key in (
+        "slug",
+        "title",
+        "claim",
+        "budget",
+        "seed",
+        "metrics",
+        "checks",
+        "holds",
+        "elapsed_s",
+        "git",
+        "versions",
+        "device",
+    ):
         assert key in data
     assert data["budget"] == Budget.smoke.value and data["slug"] == slug
     assert list(tmp_path.glob("*.png")), "a reproduction writes at least one plot"

@@ -161,7 +161,9 @@ def load_weights(model: torch.nn.Module, path: Path | str, strict: bool = True) 
         )
 
 
-def save_checkpoint(root: Path | str, step: int, model: torch.nn.Module, state: dict, keep: int = 2):
+def save_checkpoint(
+    root: Path | str, step: int, model: torch.nn.Module, state: dict, keep: int = 2
+):
     """Write ``root/step-<step>/`` atomically, point ``root/latest`` at it, prune old ones.
 
     Args:

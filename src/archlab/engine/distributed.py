@@ -69,6 +69,16 @@ def all_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item() > 0.5)
 
 
+def mean_over_processes(row: dict[str, float], info: DistInfo, device: torch.device) -> dict:
+    """Average logged scalars over processes (every process must call it at the same step)."""
+    if not info.enabled:
+        return row
+    keys = sorted(row)
+    t = torch.tensor([row[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist())}
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

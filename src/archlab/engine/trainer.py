@@ -295,9 +295,12 @@ class Trainer:
                 row = self._train_step(batches)
                 self.step += 1
                 if progress is not None:
-                    progress.update(task, completed=self.step, description=f"loss {row['loss']:.4f}")
+                    progress.update(
+                        task, completed=self.step, description=f"loss {row['loss']:.4f}"
+                    )
                 last = self.step == cfg.steps
                 if self.step % max(1, cfg.log_every) == 0 or last:
+                    row = D.mean_over_processes(row, self.dist, self.device)
                     row = {"step": self.step, **row, "lr": self.scheduler.get_last_lr()[0]}
                     result.history.append(row)
                     self._log(row, sink)
@@ -305,7 +308,10 @@ class Trainer:
                     metrics = self.evaluate()
                     if metrics:
                         result.eval_metrics = metrics
-                        self._log({"step": self.step, **{f"eval/{k}": v for k, v in metrics.items()}}, sink)
+                        self._log(
+                            {"step": self.step, **{f"eval/{k}": v for k, v in metrics.items()}},
+                            sink,
+                        )
                 if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or last:
                     self._save(batches)
             if self.out is not None and self.dist.is_main:
@@ -359,8 +365,14 @@ class Trainer:
         if not self.cfg.progress or not self.dist.is_main:
             return None
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         console = Console(stderr=True)
         if not console.is_terminal:
