@@ -77,7 +77,10 @@ def test_report_writes_markdown_and_html(capsys, tmp_path):
     runs = tmp_path / "runs"
     _fake_result(True).save(runs / SLUG / "smoke-seed0")
     readme = tmp_path / "README.md"
-    readme.write_text("a\n<!-- results:start -->\nold\n<!-- results:end -->\nb\n")
+    readme.write_text(
+        "a\n<!-- papers:start -->\n<!-- papers:end -->\n"
+        "<!-- results:start -->\nold\n<!-- results:end -->\nb\n"
+    )
     code, _, _ = run(
         capsys,
         "report",
@@ -94,6 +97,7 @@ def test_report_writes_markdown_and_html(capsys, tmp_path):
     assert "<html>" in (tmp_path / "docs" / "results.html").read_text()
     text = readme.read_text()
     assert "\nold\n" not in text and f"`{SLUG}`" in text and text.endswith("b\n")
+    assert "| paper | family |" in text
 
 
 def test_new_scaffolds_a_paper_that_builds(tmp_path):
