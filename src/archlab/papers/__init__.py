@@ -2,4 +2,5 @@
 
 INDEX: dict[str, str] = {
     "pointer_net": "archlab.papers.language.pointer_net",
+    "scan_snap": "archlab.papers.language.scan_snap",
 }
