@@ -59,12 +59,15 @@ class Task:
         loss_fn: ``(model, batch) -> (loss, metrics)``.
         eval_fn: optional ``(model) -> metrics``, called every ``eval_every`` steps and at the end.
         collate: optional collate function for map-style datasets.
+        param_groups: optional ``(model, lr) -> list of optimizer param groups`` for papers whose
+            parts train at different learning rates (e.g. a decoder faster than attention).
     """
 
     data: Any
     loss_fn: Callable
     eval_fn: Callable | None = None
     collate: Callable | None = None
+    param_groups: Callable | None = None
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,15 @@ def train(
     seed_everything(seed)
     model = s.build(run_cfg.model)
     task = s.task(run_cfg.model, seed)
+    params = task.param_groups(model, run_cfg.train.lr) if task.param_groups else None
     trainer = Trainer(
-        model, task.loss_fn, run_cfg.train, out=out, eval_fn=task.eval_fn, collate=task.collate
+        model,
+        task.loss_fn,
+        run_cfg.train,
+        out=out,
+        eval_fn=task.eval_fn,
+        collate=task.collate,
+        params=params,
     )
     try:
         return trainer.fit(task.data, resume=resume)

@@ -2,4 +2,6 @@
 
 INDEX: dict[str, str] = {
     "lstm_seq2seq": "archlab.baselines.lstm_seq2seq",
+    "resnet": "archlab.baselines.resnet",
+    "vit": "archlab.baselines.vit",
 }
