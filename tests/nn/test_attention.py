@@ -195,3 +195,19 @@ def test_bad_arguments():
     assert mha(torch.randn(1, 2, 16)).shape == (1, 2, 16)
     with pytest.raises(ValueError, match="self-attention only"):
         mha(torch.randn(1, 2, 16), torch.randn(1, 3, 16), is_causal=True)
+
+
+def test_fused_inference_path_tracks_weight_updates():
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(16, 4, n_kv_heads=2)
+    x = torch.randn(2, 5, 16)
+    with torch.enable_grad():
+        ref = attn(x, is_causal=True)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, is_causal=True), ref, rtol=1e-5, atol=1e-6)
+        attn.k_proj.weight.add_(0.5)  # in-place update must invalidate the fused weight
+        fused = attn(x, is_causal=True)
+    with torch.enable_grad():
+        unfused = attn(x, is_causal=True)
+    torch.testing.assert_close(fused, unfused.detach(), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(fused, ref.detach())

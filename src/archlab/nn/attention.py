@@ -242,6 +242,21 @@ class MultiHeadAttention(nn.Module):
     def _heads(self, x: Tensor, n: int) -> Tensor:  # (B, T, n * hd) -> (B, n, T, hd)
         return x.view(x.shape[0], x.shape[1], n, self.d_head).transpose(1, 2)
 
+    @property
+    def _qkv_sizes(self) -> list[int]:
+        return [self.n_heads * self.d_head] + [self.n_kv_heads * self.d_head] * 2
+
+    def _fused_qkv(self) -> tuple[Tensor, Tensor | None]:
+        """Concatenated q/k/v weight and bias, rebuilt whenever a parameter changes."""
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        tensors = [p.weight for p in projs] + [p.bias for p in projs if p.bias is not None]
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        if getattr(self, "_qkv_key", None) != key:
+            weight = torch.cat([p.weight for p in projs])  # (nh*hd + 2*nkv*hd, D)
+            bias = torch.cat([p.bias for p in projs]) if projs[0].bias is not None else None
+            self._qkv_cache, self._qkv_key = (weight, bias), key
+        return self._qkv_cache
+
     def forward(
         self,
         x: Tensor,
@@ -274,10 +289,20 @@ class MultiHeadAttention(nn.Module):
             The output (B, T, D), or ``(output, weights)`` when ``need_weights``.
         """
         B, T, _ = x.shape
-        q = self._heads(self.q_proj(x), self.n_heads)  # (B, nh, T, hd)
-        if kv is None:
+        if kv is None and not torch.is_grad_enabled():
+            # inference: one fused GEMM for q, k and v (weights concatenated once, cached)
+            w, b = self._fused_qkv()
+            q, k, v = F.linear(x, w, b).split(self._qkv_sizes, dim=-1)  # (B, T, *)
+            q = self._heads(q, self.n_heads)  # (B, nh, T, hd)
+            k = self._heads(k, self.n_kv_heads)  # (B, nkv, T, hd)
+            v = self._heads(v, self.n_kv_heads)  # (B, nkv, T, hd)
+        elif kv is None:
+            q = self._heads(self.q_proj(x), self.n_heads)  # (B, nh, T, hd)
             k = self._heads(self.k_proj(x), self.n_kv_heads)  # (B, nkv, T, hd)
             v = self._heads(self.v_proj(x), self.n_kv_heads)  # (B, nkv, T, hd)
+        else:
+            q = self._heads(self.q_proj(x), self.n_heads)  # (B, nh, T, hd)
+        if kv is None:
             if self.rotary is not None:
                 if positions is None:
                     past = 0 if cache is None else cache.length

@@ -58,6 +58,11 @@ def get_activation(name: str) -> Callable[[Tensor], Tensor]:
         ) from None
 
 
+def apply_dropout(module: nn.Dropout, x: Tensor) -> Tensor:
+    """``module(x)`` in training with p > 0, else ``x`` itself (no module call at inference)."""
+    return module(x) if module.training and module.p > 0 else x
+
+
 class FeedForward(nn.Module):
     """Two-layer MLP ``fc2(dropout(act(fc1(x))))``.
 
@@ -85,7 +90,7 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., D) -> (..., D)
-        h = self.dropout(self.act(self.fc1(x)))  # (..., d_hidden)
+        h = apply_dropout(self.dropout, self.act(self.fc1(x)))  # (..., d_hidden)
         return self.fc2(h)
 
     def extra_repr(self) -> str:
@@ -123,7 +128,7 @@ class GLUFeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (..., D) -> (..., D)
         h = self.act(self.gate_proj(x)) * self.up_proj(x)  # (..., d_hidden)
-        return self.down_proj(self.dropout(h))
+        return self.down_proj(apply_dropout(self.dropout, h))
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r} ({GLU_VARIANTS[self.activation]})"

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from archlab.nn.attention import KVCache, MultiHeadAttention, make_attention_mask
-from archlab.nn.mlp import FeedForward, GLUFeedForward
+from archlab.nn.mlp import FeedForward, GLUFeedForward, apply_dropout
 from archlab.nn.norm import make_norm
 from archlab.nn.posenc import RotaryEmbedding
 
@@ -119,7 +119,7 @@ class EncoderLayer(nn.Module):
             is_causal=is_causal,
             positions=positions,
         )
-        x = x + self.dropout(h)
+        x = x + apply_dropout(self.dropout, h)
         if not self.norm_first:
             x = self.self_attn_norm(x)
         return _ffn_block(self, x)
@@ -127,8 +127,8 @@ class EncoderLayer(nn.Module):
 
 def _ffn_block(layer: EncoderLayer | DecoderLayer, x: Tensor) -> Tensor:  # (B, T, D)
     if layer.norm_first:
-        return x + layer.dropout(layer.ffn(layer.ffn_norm(x)))
-    return layer.ffn_norm(x + layer.dropout(layer.ffn(x)))
+        return x + apply_dropout(layer.dropout, layer.ffn(layer.ffn_norm(x)))
+    return layer.ffn_norm(x + apply_dropout(layer.dropout, layer.ffn(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -233,7 +233,7 @@ class DecoderLayer(nn.Module):
             positions=positions,
             cache=self_cache,
         )
-        x = x + self.dropout(h)
+        x = x + apply_dropout(self.dropout, h)
         if not self.norm_first:
             x = self.self_attn_norm(x)
         if self.cross_attn is not None:
@@ -241,7 +241,7 @@ class DecoderLayer(nn.Module):
                 raise ValueError("this DecoderLayer has cross-attention: pass memory (B, S, D)")
             h = self.cross_attn_norm(x) if self.norm_first else x
             h = self.cross_attn(h, memory, padding_mask=memory_padding_mask, cache=cross_cache)
-            x = x + self.dropout(h)
+            x = x + apply_dropout(self.dropout, h)
             if not self.norm_first:
                 x = self.cross_attn_norm(x)
         return _ffn_block(self, x)
