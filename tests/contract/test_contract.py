@@ -69,11 +69,13 @@ def test_forward_backward(slug):
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters without gradient: {missing[:8]}"
     model.eval()
+    times = []
     with torch.no_grad():
-        t0 = time.perf_counter()
-        model(*args)
-        dt = time.perf_counter() - t0
-    assert dt < 1.0, f"tiny forward took {dt:.2f} s (should be well under 1 s)"
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model(*args)
+            times.append(time.perf_counter() - t0)
+    assert min(times) < 1.0, f"tiny forward took {min(times):.2f} s (should be well under 1 s)"
 
 
 @pytest.mark.parametrize("slug", ALL)
