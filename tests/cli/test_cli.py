@@ -13,6 +13,7 @@ from archlab.papers import INDEX
 from archlab.results import Check, Result
 
 SLUG = next(iter(INDEX))
+TRAIN = "pointer_net"  # a paper with a single training loop (SPEC.task)
 
 
 def run(capsys, *argv):
@@ -36,10 +37,10 @@ def test_list(capsys):
         (["reproduce", "--budget", "quik", SLUG], "did you mean 'quick'"),
         (["reproduce"], "at least one paper"),
         (["reproduce", "lstm_seq2seq"], "baseline"),
-        (["train", f"{SLUG}/tiny", "--out", "x", "--set", "model.nope=1"], "unknown field"),
-        (["train", f"{SLUG}/tiny", "--out", "x", "--set", "train.lr=abc"], "expected a float"),
-        (["train", f"{SLUG}/tiny", "--out", "x", "--set", "lr=1"], "model.<field>"),
-        (["train", f"{SLUG}/huge", "--out", "x"], "unknown variant"),
+        (["train", f"{TRAIN}/tiny", "--out", "x", "--set", "model.nope=1"], "unknown field"),
+        (["train", f"{TRAIN}/tiny", "--out", "x", "--set", "train.lr=abc"], "expected a float"),
+        (["train", f"{TRAIN}/tiny", "--out", "x", "--set", "lr=1"], "model.<field>"),
+        (["train", f"{TRAIN}/huge", "--out", "x"], "unknown variant"),
         (["new", "visoin/foo"], "did you mean 'vision'"),
         (["report", "--runs", "/nonexistent-runs"], "no result.json"),
     ],
@@ -131,3 +132,21 @@ def test_console_script_help():
         [sys.executable, "-m", "archlab.cli", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "reproduce" in out.stdout
+
+
+def test_train_writes_run_folder_and_resumes(capsys, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", f"{TRAIN}/tiny", "--steps", "4", "--out", str(out)]
+    code, _, _ = run(capsys, *argv, "--set", "train.batch_size=8", "--set", "train.log_every=1")
+    assert code == 0
+    for name in ("model.safetensors", "config.json", "metrics.jsonl", "checkpoints/latest"):
+        assert (out / name).exists(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["batch_size"] == 8 and cfg["slug"] == TRAIN
+    # resuming a finished run is a no-op; resuming with other settings is refused
+    code, _, _ = run(
+        capsys, *argv, "--resume", "--set", "train.batch_size=8", "--set", "train.log_every=1"
+    )
+    assert code == 0
+    code, _, err = run(capsys, *argv, "--resume", "--set", "train.batch_size=4")
+    assert code == 2 and "different train" in err
