@@ -1,0 +1,1 @@
+"""Vision papers: image classifiers, detectors and their analyses."""
