@@ -1,6 +1,8 @@
 """The index of baselines (models papers compare against): slug -> package path. Sorted."""
 
 INDEX: dict[str, str] = {
+    "bert": "archlab.baselines.bert",
+    "gpt2": "archlab.baselines.gpt2",
     "lstm_seq2seq": "archlab.baselines.lstm_seq2seq",
     "resnet": "archlab.baselines.resnet",
     "vit": "archlab.baselines.vit",

@@ -17,7 +17,16 @@ from functools import lru_cache
 from pathlib import Path
 
 SKIP_DIRS = frozenset(
-    {"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__", "ensurepip", "turtledemo"}
+    {
+        "site-packages",
+        "test",
+        "tests",
+        "idlelib",
+        "lib2to3",
+        "__pycache__",
+        "ensurepip",
+        "turtledemo",
+    }
 )
 SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<unk>", "<mask>")  # ids 0..4, BART's order
 
