@@ -1,6 +1,8 @@
 """The index of papers: slug -> package path. Sorted, one line each; imported lazily."""
 
 INDEX: dict[str, str] = {
+    "activator": "archlab.papers.vision.activator",
+    "ascan": "archlab.papers.vision.ascan",
     "bart": "archlab.papers.language.bart",
     "convit": "archlab.papers.vision.convit",
     "drbert": "archlab.papers.language.drbert",
