@@ -55,7 +55,7 @@ class Task:
 
     Attributes:
         data: a map-style dataset (``__len__`` + ``__getitem__``) or a callable
-            ``(step, generator) -> batch`` producing one global batch of ``batch_size`` examples.
+            ``(batch_size, generator) -> batch`` producing one global batch.
         loss_fn: ``(model, batch) -> (loss, metrics)``.
         eval_fn: optional ``(model) -> metrics``, called every ``eval_every`` steps and at the end.
         collate: optional collate function for map-style datasets.

@@ -177,7 +177,11 @@ def results_table(results: list[Result]) -> str:
     ]
     for r in results:
         n_ok = sum(c.passed for c in r.checks)
-        keys = list(r.metrics.items())[:4]
+        keys = [
+            (k, v)
+            for k, v in r.metrics.items()
+            if "time" not in k and not k.endswith("_s") and "param" not in k
+        ][:4]
         metrics = ", ".join(f"{k}={format_metric(v)}" for k, v in keys)
         lines.append(
             f"| `{r.slug}` | {r.budget} | {r.seed} | {'yes' if r.holds else '**no**'} | "

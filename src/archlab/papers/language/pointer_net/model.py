@@ -40,7 +40,8 @@ class PointerNetConfig:
         mask_chosen: positions already pointed to cannot be pointed to again.
         permutation_output: the output is a permutation of the input (sorting): the end token is
             valid only once every element has been chosen. Needs ``mask_chosen``.
-        init_range: parameters start uniform in ``[-init_range, init_range]`` (paper: 0.08).
+        init_range: parameters start uniform in ``[-init_range, init_range]`` (paper: 0.08); the
+            input embedding, which the paper does not have, keeps PyTorch's default init.
     """
 
     d_input: int = 2
@@ -270,6 +271,10 @@ class PointerNet(nn.Module):
         return scores.masked_fill(~allowed, float("-inf")).log_softmax(-1), state
 
     def _greedy(self, keys, embedded, state, valid, max_len):
+        """Pick the most likely valid position at each step; returns tokens (B, T), log_prob (B,).
+
+        Tokens are pointer positions: 0 is the end token, -1 pads after it.
+        """
         b, n_pos, d_embed = embedded.shape
         chosen = torch.zeros_like(valid)  # (B, N)
         done = torch.zeros(b, dtype=torch.bool, device=valid.device)
@@ -290,6 +295,9 @@ class PointerNet(nn.Module):
         return torch.stack(tokens, 1), log_prob  # (B, T), (B,)
 
     def _beam(self, keys, embedded, state, valid, max_len, k):
+        """Beam search of width ``k`` over valid positions; returns the best beam's tokens (B, T)
+        and its log-probability (B,). Finished beams are only extended by padding (score + 0).
+        """
         b, n_pos, d_embed = embedded.shape
         dev = valid.device
 

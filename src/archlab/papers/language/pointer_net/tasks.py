@@ -7,10 +7,12 @@ Every batch is a dict of padded tensors, the same for Ptr-Net and the seq2seq ba
 - ``targets`` (B, T): the output sequence as *pointer positions*: ``END = 0`` is the end token
   and ``j >= 1`` points at input element ``j - 1``; steps after the end are ``IGNORE_INDEX``.
 
-Targets of the convex hull follow the paper (Section 4.2): the hull's vertices starting from the
-lowest input index, counter-clockwise, then the end token (the polygon is closed implicitly). The
-hull and the area measures (``polygon_area``, ``is_simple_polygon``, ``area_coverage``) live here
-too, so training data and evaluation share one definition.
+Convex hull targets follow the paper's canonical order: the hull's vertices starting from the
+lowest input index, counter-clockwise, then the end token (the polygon is closed implicitly).
+Training targets come from a batched gift wrapping (``convex_hull_orders``), which the tests
+check against ``scipy.spatial.ConvexHull`` (``convex_hull_order``). The area measures
+(``polygon_area``, ``is_simple_polygon``, ``area_coverage``, ``same_polygon``) live here too, so
+training data and evaluation share one definition.
 """
 
 from __future__ import annotations
