@@ -18,7 +18,6 @@ math attention kernel (the fused CPU attention kernel is invisible to ``FlopCoun
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ class Sizes:
     variants: bool  # also train the GLU variants, channel mixing and GLU + MLP
     accuracy_margin: float  # Activator >= ViT - margin
     flops_ratio: float  # Activator FLOPs <= ratio x ViT's
-    glu_spread: float  # max - min accuracy of the GLU variants
+    glu_spread: float  # max - min accuracy of GEGLU, SwiGLU and ReGLU
 
 
 SMOKE = Sizes(
@@ -96,6 +95,8 @@ QUICK = Sizes(
 )
 
 IMAGE_SIZE, PATCH_SIZE = 8, 2
+ABLATED_VARIANTS = ("GEGLU", "SwiGLU", "ReGLU")
+"""The variants of the paper's ablation; the sigmoid GLU is trained and reported too."""
 
 
 def make_models(sizes: Sizes) -> dict[str, Callable[[], nn.Module]]:
@@ -222,14 +223,16 @@ def run(budget: Budget, seed: int) -> Result:
         key = f"acc/activator_{label.lower()}"
         if key in m:
             glu[label] = m[key]
-    if len(glu) > 1:
-        spread = max(glu.values()) - min(glu.values())
-        m["acc/glu_spread"] = spread
-        m["acc/glu_mean"] = statistics.fmean(glu.values())
+    ablated = {k: v for k, v in glu.items() if k in ABLATED_VARIANTS}
+    if len(ablated) > 1:
+        spread = max(ablated.values()) - min(ablated.values())
+        m["acc/glu_spread"] = spread  # over the paper's ablation: GEGLU, SwiGLU, ReGLU
+        m["acc/glu_spread_with_sigmoid"] = max(glu.values()) - min(glu.values())
         result.check(
-            f"the GLU variant matters little: accuracies within {sizes.glu_spread:.0%}",
+            f"the GLU variant matters little: {', '.join(ablated)} within "
+            f"{sizes.glu_spread:.0%} of each other",
             spread <= sizes.glu_spread,
-            ", ".join(f"{k} {v:.3f}" for k, v in glu.items()),
+            ", ".join(f"{k} {v:.3f}" for k, v in glu.items()) + " (GLU reported, not checked)",
         )
     result.figures["accuracy_vs_flops"] = _plot(m)
     return result

@@ -297,8 +297,7 @@ SPEC = PaperSpec(
     claim=(
         "Replacing a vision transformer's attention (and its second MLP) by one GLU-gated MLP "
         "per block keeps the accuracy of an equally sized ViT (within 1 point, or better) at "
-        "no more than 0.7x its FLOPs, and the GLU variant (GLU, GEGLU, SwiGLU, ReGLU) matters "
-        "little."
+        "no more than 0.7x its FLOPs, and the GLU variant (GEGLU, SwiGLU, ReGLU) matters little."
     ),
     config=ActivatorConfig,
     build=Activator,
