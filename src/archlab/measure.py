@@ -47,11 +47,14 @@ def count_flops(model: nn.Module, *inputs, backward: bool = False) -> int:
 
     Counted by ``FlopCounterMode``: matrix multiplies, convolutions and attention kernels,
     2 FLOPs per multiply-add; element-wise ops (norms, activations, softmax) are not counted.
+    Attention runs on the math SDPA kernel here: the fused CPU kernel is invisible to the
+    counter, which would report 0 FLOPs for attention.
     """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, sdpa_kernel([SDPBackend.MATH]):
         out = model(*inputs)
         if backward:
             out = out if isinstance(out, Tensor) else out[0]

@@ -275,3 +275,24 @@ def textured_shapes_task(
     train = textured_shapes(n_train, seed=seed, size=image_size)
     test = textured_shapes(1000, seed=1_000_003 + seed, size=image_size)
     return image_classification_task(train, test, Augment(crop_padding=image_size // 8, flip=True))
+
+
+def default_image_task(image_size: int, n_channels: int, n_classes: int, seed: int):
+    """``archlab train`` data for an image classifier: textured shapes for RGB models, the MNIST
+    subset (100 test images per class, random-crop shifts) for grey ones."""
+    from archlab.data.augment import Augment
+    from archlab.registry import ArchlabError
+
+    if n_channels == 3:
+        return textured_shapes_task(image_size, n_channels, n_classes, seed)
+    if n_channels != 1 or n_classes != 10:
+        raise ArchlabError(
+            "archlab train needs n_channels=3 (textured shapes) or 1 (MNIST) and n_classes=10; "
+            f"got n_channels={n_channels}, n_classes={n_classes}"
+        )
+    images, labels = load_mnist_subset(size=image_size)
+    test, train = split_per_class(labels, 100, seed=12345)
+    shift = Augment(crop_padding=max(1, image_size // 16))
+    return image_classification_task(
+        (images[train], labels[train]), (images[test], labels[test]), shift
+    )

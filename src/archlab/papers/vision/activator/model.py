@@ -265,28 +265,9 @@ def _example_input(model: Activator, batch_size: int) -> tuple[Tensor]:
 
 def _task(cfg: ActivatorConfig, seed: int):
     """``archlab train``: textured shapes for RGB models, the MNIST subset for grey ones."""
-    from archlab.data import (
-        Augment,
-        image_classification_task,
-        load_mnist_subset,
-        split_per_class,
-        textured_shapes_task,
-    )
-    from archlab.registry import ArchlabError
+    from archlab.data.images import default_image_task
 
-    if cfg.n_channels == 3:
-        return textured_shapes_task(cfg.image_size, cfg.n_channels, cfg.n_classes, seed)
-    if cfg.n_channels != 1 or cfg.n_classes != 10:
-        raise ArchlabError(
-            "archlab train needs n_channels=3 (textured shapes) or 1 (MNIST) and n_classes=10; "
-            f"got n_channels={cfg.n_channels}, n_classes={cfg.n_classes}"
-        )
-    images, labels = load_mnist_subset(size=cfg.image_size)
-    test, train = split_per_class(labels, 100, seed=12345)
-    shift = Augment(crop_padding=max(1, cfg.image_size // 16))
-    return image_classification_task(
-        (images[train], labels[train]), (images[test], labels[test]), shift
-    )
+    return default_image_task(cfg.image_size, cfg.n_channels, cfg.n_classes, seed)
 
 
 SPEC = PaperSpec(
