@@ -7,6 +7,7 @@ alternately in one process, so that both see the same machine load, and reports 
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -148,3 +149,18 @@ def training_step(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Calla
         loss.backward()
 
     return step
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block with one intra-op torch thread (reproductions wrap ``run()`` in it).
+
+    On shared, oversubscribed cores torch's OpenMP threads stall at barriers (measured 5-10x
+    slower); one thread makes timings stable and usually faster for small models.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

@@ -207,3 +207,23 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     assert len(ddp_loss) == 12, "every step logged once, by rank 0"
     # the logged loss is the mean over processes, i.e. the global-batch loss
     assert ddp_loss == pytest.approx([r["loss"] for r in ref if "loss" in r], rel=1e-5)
+
+
+def test_fit_steps_trains_quietly():
+    from archlab.engine import fit_steps
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    w = torch.tensor([[1.0, -2.0]])
+
+    def data(batch_size, generator):
+        x = torch.randn(batch_size, 2, generator=generator)
+        return x, x @ w.T
+
+    def loss_fn(m, batch):
+        x, y = batch
+        return torch.nn.functional.mse_loss(m(x), y), {}
+
+    seconds = fit_steps(model, loss_fn, data, steps=200, batch_size=16, lr=0.05, seed=0)
+    assert seconds > 0
+    torch.testing.assert_close(model.weight.data, w, atol=0.05, rtol=0)

@@ -6,5 +6,6 @@ INDEX: dict[str, str] = {
     "lstm_seq2seq": "archlab.baselines.lstm_seq2seq",
     "mlp_mixer": "archlab.baselines.mlp_mixer",
     "resnet": "archlab.baselines.resnet",
+    "unet": "archlab.baselines.unet",
     "vit": "archlab.baselines.vit",
 }

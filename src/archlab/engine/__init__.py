@@ -10,7 +10,13 @@ from archlab.engine.checkpoint import (
     save_weights,
 )
 from archlab.engine.seed import rng_state, seed_everything, set_rng_state
-from archlab.engine.trainer import FitResult, NonFiniteLossError, TrainConfig, Trainer
+from archlab.engine.trainer import (
+    FitResult,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    fit_steps,
+)
 
 __all__ = [
     "CheckpointError",
@@ -20,6 +26,7 @@ __all__ = [
     "Trainer",
     "atomic_write_bytes",
     "atomic_write_text",
+    "fit_steps",
     "load_checkpoint",
     "load_weights",
     "rng_state",

@@ -386,3 +386,44 @@ class Trainer:
             console=console,
             transient=True,
         )
+
+
+def fit_steps(
+    model: torch.nn.Module,
+    loss_fn: Callable,
+    data: Any,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    optimizer: str = "adamw",
+    weight_decay: float = 0.0,
+    schedule: str = "cosine",
+    warmup_steps: int = 0,
+    grad_clip: float | None = None,
+    params: Iterable | None = None,
+) -> float:
+    """Train ``model`` quietly for ``steps`` on CPU with the engine; returns the wall seconds.
+
+    The helper of reproductions that train several models on one budget: no output folder, no
+    progress bar, one metrics line at the end. ``data`` is a ``(batch_size, generator) -> batch``
+    stream or a map-style dataset, ``loss_fn`` ``(model, batch) -> (loss, metrics)``.
+    """
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,  # type: ignore[arg-type]
+        weight_decay=weight_decay,
+        schedule=schedule,  # type: ignore[arg-type]
+        warmup_steps=warmup_steps,
+        grad_clip=grad_clip,
+        log_every=max(1, steps),
+        seed=seed,
+        device="cpu",
+        progress=False,
+    )
+    t0 = time.perf_counter()
+    Trainer(model, loss_fn, cfg, params=params).fit(data)
+    return time.perf_counter() - t0

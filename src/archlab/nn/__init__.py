@@ -10,6 +10,14 @@ from archlab.nn.attention import (
     attention_with_weights,
     make_attention_mask,
 )
+from archlab.nn.conv import (
+    ASPP,
+    ConvNormAct,
+    DoubleConv,
+    ResidualBlock,
+    SqueezeExcite,
+    check_dense_input,
+)
 from archlab.nn.mlp import ACTIVATIONS, FeedForward, GLUFeedForward, get_activation
 from archlab.nn.norm import LayerNorm, RMSNorm, make_norm
 from archlab.nn.posenc import (
@@ -23,6 +31,12 @@ from archlab.nn.transformer import Decoder, DecoderCache, DecoderLayer, Encoder,
 
 __all__ = [
     "ACTIVATIONS",
+    "ASPP",
+    "ConvNormAct",
+    "DoubleConv",
+    "ResidualBlock",
+    "SqueezeExcite",
+    "check_dense_input",
     "Decoder",
     "DecoderCache",
     "DecoderLayer",
