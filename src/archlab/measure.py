@@ -22,6 +22,14 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
     return (logits.argmax(-1) == labels).float().mean().item()
 
 
+def classification_loss(model: nn.Module, batch: tuple[Tensor, Tensor]):
+    """Engine loss of a classifier: cross-entropy of ``model(x)`` (B, K) against ``y`` (B,),
+    with the batch accuracy as metric."""
+    x, y = batch
+    logits = model(x)
+    return torch.nn.functional.cross_entropy(logits, y), {"acc": accuracy(logits.detach(), y)}
+
+
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256):
     """Accuracy of ``model`` (put in eval mode, then restored) over a whole tensor dataset.

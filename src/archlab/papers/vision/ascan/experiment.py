@@ -23,12 +23,11 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archlab.data import Augment, image_batches, load_mnist_subset, split_per_class
-from archlab.engine import TrainConfig, Trainer
-from archlab.measure import accuracy, compare_latency, count_flops, evaluate_accuracy
+from archlab.engine import fit_steps
+from archlab.measure import classification_loss, compare_latency, count_flops, evaluate_accuracy
 from archlab.papers.vision.ascan.model import (
     MINI,
     SPEC,
@@ -110,15 +109,13 @@ def forward_flops(model: nn.Module, image: Tensor) -> int:
     return flops
 
 
-def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-    x, y = batch
-    logits = model(x)
-    return F.cross_entropy(logits, y), {"acc": accuracy(logits.detach(), y)}
-
-
 def train(model: nn.Module, data, sizes: Sizes, seed: int) -> float:
     """Train with the shared engine; returns the CPU seconds it took."""
-    cfg = TrainConfig(
+    t0 = time.process_time()
+    fit_steps(
+        model,
+        classification_loss,
+        data,
         steps=sizes.steps,
         batch_size=sizes.batch_size,
         lr=sizes.lr,
@@ -127,13 +124,8 @@ def train(model: nn.Module, data, sizes: Sizes, seed: int) -> float:
         schedule="cosine",
         warmup_steps=sizes.warmup_steps,
         grad_clip=1.0,
-        log_every=max(1, sizes.steps),
         seed=seed,
-        device="cpu",
-        progress=False,
     )
-    t0 = time.process_time()
-    Trainer(model, _loss, cfg).fit(data)
     return time.process_time() - t0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -34,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archlab.engine import TrainConfig, Trainer
-from archlab.measure import accuracy, compare_latency
+from archlab.engine import fit_steps
+from archlab.measure import classification_loss, compare_latency, one_thread
 from archlab.papers.vision.fit.model import FIT, SPEC, FITConfig, parse_layout
 from archlab.results import Budget, Result
 
@@ -197,12 +196,6 @@ def loglog_slope(xs: list[float], ys: list[float]) -> float:
     return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
 
 
-def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-    x, y = batch
-    logits = model(x)
-    return F.cross_entropy(logits, y), {"acc": accuracy(logits.detach(), y)}
-
-
 def train_and_test(model: FIT, sizes: Sizes, seed: int) -> tuple[float, float, float]:
     """Train on fresh batches; returns (pair accuracy, match accuracy, seconds) on a test set."""
     L, G, S = sizes.seq_len, sizes.n_groups, sizes.n_symbols
@@ -210,7 +203,10 @@ def train_and_test(model: FIT, sizes: Sizes, seed: int) -> tuple[float, float, f
     def data(batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         return pair_task(batch_size, generator, L, G, S)
 
-    cfg = TrainConfig(
+    seconds = fit_steps(
+        model,
+        classification_loss,
+        data,
         steps=sizes.steps,
         batch_size=sizes.batch_size,
         lr=sizes.lr,
@@ -219,14 +215,8 @@ def train_and_test(model: FIT, sizes: Sizes, seed: int) -> tuple[float, float, f
         schedule="cosine",
         warmup_steps=max(1, sizes.steps // 10),
         grad_clip=1.0,
-        log_every=max(1, sizes.steps),
         seed=seed,
-        device="cpu",
-        progress=False,
     )
-    t0 = time.perf_counter()
-    Trainer(model, _loss, cfg).fit(data)
-    seconds = time.perf_counter() - t0
     x, y = pair_task(sizes.n_test, torch.Generator().manual_seed(10_000 + seed), L, G, S)
     model.eval()
     with torch.no_grad():
@@ -235,18 +225,6 @@ def train_and_test(model: FIT, sizes: Sizes, seed: int) -> tuple[float, float, f
     match_pred = (pred // S) == (pred % S)
     match_true = (y // S) == (y % S)
     return pair_acc, (match_pred == match_true).float().mean().item(), seconds
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """One intra-op thread: on shared, oversubscribed cores, torch's OpenMP threads stall at
-    barriers (measured 5-10x slower); one thread makes timings stable and fast."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def run(budget: Budget, seed: int) -> Result:
@@ -259,7 +237,7 @@ def run(budget: Budget, seed: int) -> Result:
         slug=SPEC.slug, title=SPEC.title, claim=SPEC.claim, budget=budget.value, seed=seed
     )
     m = result.metrics
-    with _one_thread():
+    with one_thread():
         accs: dict[str, float] = {}
         for name, model in task_models(sizes, seed).items():
             pair_acc, match_acc, secs = train_and_test(model, sizes, seed)

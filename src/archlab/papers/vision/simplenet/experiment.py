@@ -16,19 +16,16 @@ schedule; here each network gets about a minute of one CPU core.
 
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archlab.baselines.resnet import ResNet, ResNetConfig
 from archlab.data import Augment, image_batches, load_digits_images, split_per_class
-from archlab.engine import TrainConfig, Trainer
-from archlab.measure import accuracy, compare_latency, evaluate_accuracy
+from archlab.engine import fit_steps
+from archlab.measure import classification_loss, compare_latency, evaluate_accuracy, one_thread
 from archlab.papers.vision.simplenet.model import (
     CIFAR_310K,
     SPEC,
@@ -107,15 +104,12 @@ def make_models(sizes: Sizes, seed: int, n_channels: int = 1) -> dict[str, nn.Mo
     return {"simplenet": simplenet, "resnet20": resnet}
 
 
-def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-    x, y = batch
-    logits = model(x)
-    return F.cross_entropy(logits, y), {"acc": accuracy(logits.detach(), y)}
-
-
 def train(model: nn.Module, data, test: tuple[Tensor, Tensor], sizes: Sizes, seed: int):
     """Train with the engine; returns (test accuracy, seconds)."""
-    cfg = TrainConfig(
+    seconds = fit_steps(
+        model,
+        classification_loss,
+        data,
         steps=sizes.steps,
         batch_size=sizes.batch_size,
         lr=sizes.lr,
@@ -124,31 +118,13 @@ def train(model: nn.Module, data, test: tuple[Tensor, Tensor], sizes: Sizes, see
         schedule="cosine",
         warmup_steps=sizes.warmup_steps,
         grad_clip=None,
-        log_every=max(1, sizes.steps),
         seed=seed,
-        device="cpu",
-        progress=False,
     )
-    t0 = time.perf_counter()
-    Trainer(model, _loss, cfg).fit(data)
-    seconds = time.perf_counter() - t0
     return evaluate_accuracy(model, *test), seconds
 
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """One intra-op thread: on shared, oversubscribed cores, torch's OpenMP threads stall at
-    barriers (measured 5-10x slower); one thread makes timings stable and fast."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def run(budget: Budget, seed: int) -> Result:
@@ -161,7 +137,7 @@ def run(budget: Budget, seed: int) -> Result:
         slug=SPEC.slug, title=SPEC.title, claim=SPEC.claim, budget=budget.value, seed=seed
     )
     m = result.metrics
-    with _one_thread():
+    with one_thread():
         (x_train, y_train), test = load_data(sizes, seed)
         data = image_batches(x_train, y_train, NoisyCrops(padding=2, noise=sizes.noise))
         accs: dict[str, float] = {}
