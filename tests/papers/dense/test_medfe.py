@@ -1,0 +1,229 @@
+"""MEDFE and its PConv U-Net baseline: partial-convolution algebra, the bilateral propagation
+activation against loop references, hole-content independence, shapes and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import archlab
+from archlab.papers.dense.medfe import (
+    MEDFE,
+    VARIANTS,
+    BilateralPropagation,
+    BranchSupervision,
+    MEDFEConfig,
+    PartialConv2d,
+    PConvUNet,
+    PConvUNetConfig,
+    gaussian_affinity,
+)
+from archlab.papers.dense.medfe.model import n_params
+
+TINY = VARIANTS["tiny"]
+
+
+def holes_box(b: int, size: int) -> torch.Tensor:
+    holes = torch.zeros(b, 1, size, size)
+    holes[:, :, size // 4 : size // 2, size // 8 : 3 * size // 4] = 1.0
+    return holes
+
+
+# --- partial convolution ---------------------------------------------------------------------
+
+
+def test_partial_conv_with_full_mask_is_a_plain_conv_inside():
+    """Away from the border a full mask gives the plain convolution; at the border the zero
+    padding counts as missing and is renormalised (NVIDIA's "partial-conv padding")."""
+    torch.manual_seed(0)
+    pconv = PartialConv2d(3, 5, 3, 1, 1)
+    conv = torch.nn.Conv2d(3, 5, 3, 1, 1)
+    conv.load_state_dict(pconv.state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    y, m = pconv(x, torch.ones(2, 1, 8, 8))
+    ref = conv(x)
+    torch.testing.assert_close(y[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1])
+    bias = conv.bias.view(1, -1)
+    torch.testing.assert_close(y[..., 0, 0] - bias, (ref[..., 0, 0] - bias) * 9 / 4)  # corner
+    assert torch.equal(m, torch.ones(2, 1, 8, 8))
+
+
+def test_partial_conv_ignores_holes_renormalises_and_updates_the_mask():
+    torch.manual_seed(0)
+    pconv = PartialConv2d(1, 1, 3, 1, 1, bias=True)
+    with torch.no_grad():
+        pconv.weight.fill_(1.0 / 9)  # a box filter
+        pconv.bias.fill_(0.25)
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., 2:7, 2:7] = 0.0  # a 5x5 hole
+    x = torch.full((1, 1, 8, 8), 0.7)
+    y, new_mask = pconv(x, mask)
+    noisy = x + 5.0 * torch.randn(x.shape) * (1 - mask)  # different hole content
+    y2, _ = pconv(noisy, mask)
+    torch.testing.assert_close(y, y2)  # hole pixels are never seen
+    expected_mask = (F.conv2d(mask, torch.ones(1, 1, 3, 3), padding=1) > 0).float()
+    assert torch.equal(new_mask, expected_mask)  # the hole shrinks by the kernel's reach
+    assert new_mask[0, 0, 4, 4] == 0 and y[0, 0, 4, 4] == 0  # window fully in the hole
+    # a constant image through a box filter: sum(1)/sum(M) renormalisation restores 0.7
+    # wherever the window sees a known pixel (inside the image, away from the zero padding)
+    inner = new_mask[0, 0, 1:7, 1:7].bool()
+    torch.testing.assert_close(
+        y[0, 0, 1:7, 1:7][inner], torch.full_like(y[0, 0, 1:7, 1:7][inner], 0.95)
+    )
+
+
+def test_pconv_unet_ignores_hole_content_and_keeps_shape():
+    torch.manual_seed(0)
+    model = PConvUNet(PConvUNetConfig(widths=(8, 16, 16), kernels=(7, 5, 3))).eval()
+    x = torch.rand(2, 3, 16, 16)
+    holes = holes_box(2, 16)
+    with torch.no_grad():
+        a = model(x, holes)
+        b = model(x + holes * torch.rand(2, 3, 16, 16), holes)
+    assert a.shape == x.shape
+    torch.testing.assert_close(a, b)
+
+
+# --- bilateral propagation activation --------------------------------------------------------
+
+
+def official_gaussian(h: int, w: int, v: float) -> torch.Tensor:
+    """``util.gussin`` of the official code, for any size (loops as there)."""
+    rows = []
+    for i in range(h):
+        for k in range(w):
+            g = [
+                [math.exp(-((x - i) ** 2 + (y - k) ** 2) / (2 * v * v)) / (2 * math.pi * v * v)
+                 for y in range(w)]
+                for x in range(h)
+            ]  # fmt: skip
+            t = torch.tensor(g, dtype=torch.float64)
+            rows.append((t / t.sum()).flatten())
+    return torch.stack(rows).float()
+
+
+def test_gaussian_affinity_equals_the_official_kernel():
+    torch.testing.assert_close(gaussian_affinity(5, 4, 1.5), official_gaussian(5, 4, 1.5))
+    torch.testing.assert_close(gaussian_affinity(6, 6, 1.5).sum(1), torch.ones(36))
+
+
+def range_term_loop(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The BPA range term position by position (neighbours outside the map excluded)."""
+    B, D, h, w = x.shape
+    out = torch.zeros_like(x)
+    s = torch.sigmoid(x)
+    r = k // 2
+    for b in range(B):
+        for i in range(h):
+            for j in range(w):
+                sims, feats = [], []
+                for di in range(-r, r + 1):
+                    for dj in range(-r, r + 1):
+                        p, q = i + di, j + dj
+                        if 0 <= p < h and 0 <= q < w:
+                            sims.append((s[b, :, i, j] * s[b, :, p, q]).mean())
+                            feats.append(x[b, :, p, q])
+                wts = torch.stack(sims).softmax(0)
+                out[b, :, i, j] = (wts[:, None] * torch.stack(feats)).sum(0)
+    return out
+
+
+def test_bpa_range_and_spatial_terms_match_loop_references():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 5, 6)
+    bpa = BilateralPropagation(sigma_s=1.5, kernel=3)
+    torch.testing.assert_close(bpa.range(x), range_term_loop(x, 3))
+    g = gaussian_affinity(5, 6, 1.5)
+    ref = torch.einsum("nm,bdm->bdn", g, x.flatten(2)).view_as(x)
+    torch.testing.assert_close(bpa.spatial(x), ref)
+    assert bpa(x).shape == (2, 8, 5, 6)
+
+
+def test_bpa_preserves_constant_maps_and_reduces_to_identity():
+    x = torch.full((1, 3, 6, 6), 0.3)
+    bpa = BilateralPropagation(1.5, 3)
+    torch.testing.assert_close(bpa(x), torch.full((1, 6, 6, 6), 0.3))
+    y = torch.randn(1, 3, 6, 6)
+    torch.testing.assert_close(BilateralPropagation(1e-3, 1)(y), torch.cat([y, y], 1))
+
+
+# --- MEDFE -----------------------------------------------------------------------------------
+
+
+def test_medfe_ignores_hole_content_and_returns_branch_images():
+    torch.manual_seed(0)
+    model = MEDFE(TINY).eval()
+    x = torch.rand(2, 3, 32, 32)
+    holes = holes_box(2, 32)
+    with torch.no_grad():
+        out, aux = model(x, holes, return_aux=True)
+        out2 = model(x + holes * torch.randn(2, 3, 32, 32), holes)
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    torch.testing.assert_close(out, out2)
+    s = 32 // 2**TINY.n_texture_layers
+    assert aux["structure"].shape == aux["texture"].shape == (2, TINY.d_branch, s, s)
+    head = BranchSupervision(TINY.d_branch, 3)
+    images = head.images(aux)
+    assert images["structure"].shape == (2, 3, s, s) and 0 <= images["texture"].min()
+    loss = head(aux, x, x)
+    assert loss.ndim == 0 and loss > 0
+
+
+def test_bpa_ablation_keeps_the_size_and_changes_the_output():
+    with_bpa, without = MEDFE(VARIANTS["mini"]), MEDFE(VARIANTS["mini-no-bpa"])
+    assert n_params(with_bpa) == n_params(without)
+    assert without.equalization.equalize.bpa is None
+
+
+def test_official_branch_weight_sharing():
+    shared = MEDFE(TINY).equalization
+    assert shared.texture_fill is shared.structure_fill
+    own = MEDFE(dataclasses.replace(TINY, share_branch_weights=False))
+    assert own.equalization.texture_fill is not own.equalization.structure_fill
+    assert n_params(own) > n_params(MEDFE(TINY))
+
+
+def test_paper_config_layout():
+    cfg = MEDFEConfig()
+    assert cfg.widths == (64, 128, 256, 512, 512, 512) and cfg.multiple == 64
+    assert cfg.pconv_kernels == (3, 5, 7) and cfg.n_pconv_layers == 5
+
+
+@pytest.mark.parametrize(
+    "x, holes, match",
+    [
+        (torch.rand(1, 3, 24, 24), torch.zeros(1, 1, 24, 24), "divisible by 16"),
+        (torch.rand(1, 1, 32, 32), torch.zeros(1, 1, 32, 32), "3 input channels"),
+        (torch.rand(1, 3, 32, 32), torch.zeros(1, 3, 32, 32), "hole mask"),
+        (torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 16, 16), "does not match"),
+        (torch.rand(1, 3, 32, 32), torch.full((1, 1, 32, 32), 0.5), "only 0"),
+        (torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32), "whole image"),
+        (torch.full((1, 3, 32, 32), float("nan")), torch.zeros(1, 1, 32, 32), "NaN"),
+    ],
+)
+def test_bad_input_is_one_clear_error(x, holes, match):
+    with pytest.raises(ValueError, match=match):
+        MEDFE(TINY)(x, holes)
+    if "divisible" not in match:
+        with pytest.raises(ValueError, match=match):
+            PConvUNet(PConvUNetConfig(widths=(8, 16), kernels=(3, 3)))(x, holes)
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="n_texture_layers"):
+        MEDFEConfig(n_layers=4, n_texture_layers=4)
+    with pytest.raises(ValueError, match="odd"):
+        MEDFEConfig(pconv_kernels=(3, 4))
+    with pytest.raises(ValueError, match="norm"):
+        MEDFEConfig(norm="group")
+    with pytest.raises(ValueError, match="same"):
+        PConvUNetConfig(widths=(8, 16), kernels=(3,))
+
+
+def test_build_by_name():
+    model = archlab.build("medfe/tiny", use_bpa=False)
+    assert isinstance(model, MEDFE) and not model.cfg.use_bpa
