@@ -1,0 +1,1 @@
+"""Dense prediction: encoder-decoders that predict per pixel or voxel (segmentation, counting, restoration)."""

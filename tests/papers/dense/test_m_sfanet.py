@@ -1,0 +1,168 @@
+"""M-SFANet / M-SegNet / SFANet: ASPP parity with torchvision, official layouts, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from archlab.nn.conv import ASPP
+from archlab.papers.dense.m_sfanet import (
+    VARIANTS,
+    ContextualModule,
+    SFANet,
+    SFANetConfig,
+)
+
+deeplabv3 = pytest.importorskip("torchvision.models.segmentation.deeplabv3")
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _randomise_bn(module: nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def test_aspp_equals_torchvision_on_copied_weights():
+    """M-SFANet's ASPP (1x1 + atrous 6/12/18 + image pooling, 1x1 projection, BN, ReLU,
+    dropout) is torchvision's DeepLabV3 ASPP; with copied weights the outputs match."""
+    torch.manual_seed(0)
+    tv = deeplabv3.ASPP(64, [6, 12, 18], 32).eval()
+    _randomise_bn(tv)
+    ours = ASPP.from_torchvision(tv).eval()
+    assert ours.rates == (6, 12, 18)
+    x = torch.randn(2, 64, 16, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), tv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_aspp_inside_m_sfanet_matches_torchvision():
+    """The ASPP the model uses on conv5_3 loads torchvision's state dict unchanged."""
+    cfg = VARIANTS["tiny"]
+    model = SFANet(cfg).eval()
+    aspp = model.spm["aspp"]
+    tv = deeplabv3.ASPP(cfg.widths[4], list(cfg.aspp_rates), cfg.d_aspp).eval()
+    _randomise_bn(tv, seed=1)
+    aspp.load_state_dict(tv.state_dict())
+    x = torch.randn(1, cfg.widths[4], 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(aspp(x), tv(x), rtol=1e-5, atol=1e-5)
+
+
+def official_param_count(arch: str) -> int:
+    """Parameters of the official models (``models/M_SFANet.py`` / ``M_SegNet.py``), by hand.
+
+    BaseConv = conv weight + bias + BN (2); the official conv_out also builds an unused BN
+    (2 parameters) that is not counted here.
+    """
+
+    def base(i, o, k):
+        return i * o * k * k + o + 2 * o
+
+    vgg = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256)]
+    vgg += [(256, 512), (512, 512), (512, 512)]
+    if arch != "m_segnet":
+        vgg += [(512, 512)] * 3
+    total = sum(base(i, o, 3) for i, o in vgg)
+    if arch == "m_segnet":
+        back = [(768, 256, 1), (256, 256, 3), (384, 128, 1), (128, 128, 3), (192, 64, 1)]
+    elif arch == "sfanet":
+        back = [(1024, 256, 1), (256, 256, 3), (512, 128, 1), (128, 128, 3), (256, 64, 1)]
+    else:
+        back = [(768, 256, 1), (256, 256, 3), (768, 128, 1), (128, 128, 3), (256, 64, 1)]
+    back += [(64, 64, 3), (64, 32, 3)]
+    total += 2 * sum(base(i, o, k) for i, o, k in back)
+    total += base(32, 1, 1) + (32 + 1)  # conv_att (conv + BN), conv_out (conv + bias)
+    if arch == "m_sfanet":
+        aspp = 512 * 256 + 3 * 512 * 256 * 9 + 512 * 256 + 5 * 256 * 256  # convs, no bias
+        aspp += 2 * 256 * 6  # six BNs
+        can = 4 * 512 * 512 + (1024 * 512 + 512) + (512 * 512 + 512)
+        total += aspp + can
+    return total
+
+
+@pytest.mark.parametrize("arch", ["sfanet", "m_sfanet", "m_segnet"])
+def test_parameter_counts_match_the_official_layout(arch):
+    assert n_params(SFANet(VARIANTS[arch])) == official_param_count(arch)
+
+
+@pytest.mark.parametrize("variant", ["tiny", "tiny_sfanet", "tiny_m_segnet"])
+def test_outputs_at_stride_two_attention_in_unit_interval_count_is_sum(variant):
+    model = SFANet(VARIANTS[variant]).eval()
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        density, attention = model(x)
+        assert density.shape == attention.shape == (2, 1, 24, 32)
+        assert 0 <= attention.min() and attention.max() <= 1
+        torch.testing.assert_close(model.count(x), density.sum((1, 2, 3)))
+
+
+def test_modules_per_architecture():
+    sfa, msfa, seg = (SFANet(VARIANTS[v]) for v in ("tiny_sfanet", "tiny", "tiny_m_segnet"))
+    assert sfa.spm is None and seg.spm is None
+    assert isinstance(msfa.spm["can"], ContextualModule) and isinstance(msfa.spm["aspp"], ASPP)
+    n_convs = {m: sum(1 for n, _ in m.vgg.named_children()) for m in (sfa, seg)}
+    assert n_convs[sfa] == 13 and n_convs[seg] == 10  # VGG-16 to conv5_3 / to conv4_3
+    # the two paths are separate modules with separate weights
+    assert sfa.amp is not sfa.dmp
+    assert sfa.amp.conv1[0].weight.data_ptr() != sfa.dmp.conv1[0].weight.data_ptr()
+
+
+def test_m_segnet_unpools_with_the_encoder_indices():
+    """Max-unpooling puts each value back where the encoder's max was: one non-zero per 2x2
+    window, at the encoder's argmax."""
+    model = SFANet(VARIANTS["tiny_m_segnet"]).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        enc = model.vgg.forward_with_indices(x)
+        x4, i4, s4 = enc[3]
+        up = F.max_unpool2d(x4, i4, 2, 2, 0, s4[-2:])
+        windows = (up != 0).float().unfold(2, 2, 2).unfold(3, 2, 2).sum((-1, -2))
+        assert windows.max() <= 1
+        # the values sit at the positions of the maxima of conv4_3's output
+        pre = model.vgg._stage(F.max_pool2d(enc[2][0], 1), 4)  # conv4_x on the pooled map
+        torch.testing.assert_close(F.max_pool2d(pre, 2), x4)
+        torch.testing.assert_close(up, pre * (up != 0))
+
+
+def test_context_module_on_a_uniform_map_is_uniform():
+    """CAN's scale features of a spatially constant map are constant, so is its output."""
+    torch.manual_seed(0)
+    can = ContextualModule(8, 6).eval()
+    f = torch.randn(2, 8, 1, 1).expand(2, 8, 6, 6).contiguous()
+    out = can(f)
+    assert out.shape == (2, 6, 6, 6)
+    torch.testing.assert_close(out, out[:, :, :1, :1].expand_as(out))
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (torch.rand(1, 3, 40, 64), "divisible by 16"),
+        (torch.rand(1, 1, 64, 64), "3 input channels"),
+        (torch.rand(3, 64, 64), "2-D input"),
+        (torch.rand(1, 3, 8, 64, 64), "2-D input"),
+        (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+    ],
+)
+def test_bad_input_is_one_clear_error(x, match):
+    with pytest.raises(ValueError, match=match):
+        SFANet(VARIANTS["tiny"])(x)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="arch"):
+        SFANetConfig(arch="csrnet")
+    with pytest.raises(ValueError, match="decoder_widths"):
+        SFANetConfig(arch="m_segnet", decoder_widths=(128, 128, 64, 32))
+    with pytest.raises(ValueError, match="widths"):
+        SFANetConfig(widths=(64, 128, 256, 512))
