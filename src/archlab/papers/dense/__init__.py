@@ -1,1 +1,4 @@
-"""Dense prediction: encoder-decoders that predict per pixel or voxel (segmentation, counting, restoration)."""
+"""Dense prediction: encoder-decoders that predict per pixel or voxel.
+
+Segmentation, counting, inpainting and restoration papers.
+"""
