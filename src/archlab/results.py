@@ -223,10 +223,14 @@ def markdown_report(results: list[Result], runs_rel: str = "../runs") -> str:
 
 
 def html_report(results: list[Result], runs: Path) -> str:
-    """A self-contained HTML page (plots embedded as base64)."""
+    """A self-contained HTML page: the plots of each paper's first run (lowest seed) embedded as
+    base64, the other seeds' plots linked (``../runs/...``) to keep the page small."""
     esc = html.escape
     rows = []
+    embedded: set[tuple[str, str]] = set()
     for r in results:
+        embed = (r.slug, r.budget) not in embedded
+        embedded.add((r.slug, r.budget))
         checks = "".join(
             f"<li class={'ok' if c.passed else 'bad'}>{esc(c.name)}: {esc(c.detail)}</li>"
             for c in r.checks
@@ -238,9 +242,11 @@ def html_report(results: list[Result], runs: Path) -> str:
         imgs = ""
         for p in r.plots:
             f = Path(runs) / p
-            if f.exists():
+            if f.exists() and embed:
                 b64 = base64.b64encode(f.read_bytes()).decode()
                 imgs += f'<img src="data:image/png;base64,{b64}" alt="{esc(p)}">'
+            elif f.exists():
+                imgs += f'<a href="../runs/{esc(p)}">{esc(p)}</a> '
         verdict = "holds" if r.holds else "does not hold"
         rows.append(
             f"<section><h2>{esc(r.slug)} <small>{esc(r.budget)} · seed {r.seed} · "
