@@ -58,7 +58,7 @@ SMOKE = Sizes(
 )  # fmt: skip
 QUICK = Sizes(
     width_divisor=4, depths=(2, 2, 3, 2), size=96, n_train=1000, n_test=200, steps=500,
-    batch_size=8, lr=2e-3, erf_size=288, erf_images=16, erf_fraction=0.9, miou_margin=0.0,
+    batch_size=8, lr=2e-3, erf_size=288, erf_images=16, erf_fraction=0.9, miou_margin=0.01,
     erf_ratio=1.0,
 )  # fmt: skip
 
