@@ -51,6 +51,22 @@ def evaluate_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_si
     return correct / len(images)
 
 
+@torch.no_grad()
+def predict_labels(model: nn.Module, images: Tensor, batch_size: int = 32) -> Tensor:
+    """Arg-max label maps of a segmentation model in eval mode, in batches (mode restored).
+
+    ``(N, C, *S)`` inputs -> ``(N, *S)`` int64 labels from ``(B, K, *S)`` logits.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat(
+            [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
+        )
+    finally:
+        model.train(was_training)
+
+
 def count_flops(model: nn.Module, *inputs, backward: bool = False) -> int:
     """FLOPs of one forward (and, with ``backward``, one backward) pass on ``inputs``.
 
@@ -69,6 +85,17 @@ def count_flops(model: nn.Module, *inputs, backward: bool = False) -> int:
             out = out if isinstance(out, Tensor) else out[0]
             out.float().sum().backward()
     return int(counter.get_total_flops())
+
+
+def forward_flops(model: nn.Module, *inputs) -> int:
+    """FLOPs of one inference forward pass (eval mode, no grad; the mode is restored after)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return count_flops(model, *inputs)
+    finally:
+        model.train(was_training)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from archlab.data.scenes import SCENE_CLASSES, context_scenes
 from archlab.engine import fit_steps, seed_everything
 from archlab.losses import ce_dice_loss
-from archlab.measure import one_thread
+from archlab.measure import one_thread, predict_labels
 from archlab.metrics import iou
 from archlab.papers.dense.ffnet.erf import erf_map, erf_radius
 from archlab.papers.dense.ffnet.model import SPEC, FFNet, mini
@@ -83,12 +83,6 @@ def loss_fn(model: nn.Module, batch):
     return ce_dice_loss(model(x), y), {}
 
 
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch: int = 50) -> Tensor:
-    model.eval()
-    return torch.cat([model(images[i : i + batch]).argmax(1) for i in range(0, len(images), batch)])
-
-
 def tiled(images: Tensor, size: int, n: int) -> Tensor:
     """``n`` inputs of side ``size`` tiled from (N, C, h, w) scenes (consecutive scenes)."""
     h = images.shape[-1]
@@ -134,7 +128,7 @@ def run(budget: Budget, seed: int) -> Result:
                 warmup_steps=max(1, sizes.steps // 20),
                 grad_clip=5.0,
             )
-            pred = predict(model, test.images)
+            pred = predict_labels(model, test.images, batch_size=50)
             per_class = iou(pred, test.masks, K)  # (K,)
             mious[name] = float(per_class.mean())
             m[f"miou/{name}"] = mious[name]

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archlab.baselines.unet import UNet, UNetConfig, n_params
+from archlab.data import image_batches
 from archlab.data.organs import CHAOS_CLASSES, organ_slices, to_chaos
 from archlab.engine import fit_steps
-from archlab.measure import one_thread
+from archlab.measure import one_thread, predict_labels
 from archlab.metrics import dice
 from archlab.papers.dense.guided_attention_seg.model import (
     SPEC,
@@ -86,24 +87,6 @@ def make_guided_loss(semantic_weight: float, reconstruction_weight: float):
     return loss_fn
 
 
-def pool_sampler(images: Tensor, masks: Tensor):
-    """``(batch_size, generator) -> batch`` drawing with replacement from a fixed pool."""
-
-    def draw(batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        idx = torch.randint(len(images), (batch_size,), generator=generator)
-        return images[idx], masks[idx]
-
-    return draw
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch_size: int = 16) -> Tensor:
-    """Label maps (N, H, W) of a model in eval mode."""
-    model.eval()
-    outs = [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
-    return torch.cat(outs)
-
-
 def make_models(sizes: Sizes, seed: int) -> dict[str, tuple[nn.Module, object]]:
     """name -> (model, loss_fn), each initialised from ``seed``."""
     models = {}
@@ -128,7 +111,7 @@ def run(budget: Budget, seed: int) -> Result:
         train = organ_slices(sizes.n_train, size=sizes.image_size, seed=2000 + seed)
         test = organ_slices(sizes.n_test, size=sizes.image_size, seed=8000 + seed)
         train_masks, test_masks = to_chaos(train.masks), to_chaos(test.masks)
-        data = pool_sampler(train.images, train_masks)
+        data = image_batches(train.images, train_masks)
         preds: dict[str, Tensor] = {}
         for name, (model, loss_fn) in make_models(sizes, seed).items():
             m[f"params/{name}"] = n_params(model)
@@ -136,7 +119,7 @@ def run(budget: Budget, seed: int) -> Result:
                 model, loss_fn, data, steps=sizes.steps, batch_size=sizes.batch_size,
                 lr=sizes.lr, seed=seed, warmup_steps=sizes.warmup_steps,
             )  # fmt: skip
-            preds[name] = predict(model, test.images)
+            preds[name] = predict_labels(model, test.images, batch_size=16)
             scores = dice(preds[name], test_masks, K, per_image=True).mean(0).float()
             for k in range(1, K):
                 m[f"dice/{name}/{CHAOS_CLASSES[k]}"] = float(scores[k])

@@ -41,7 +41,7 @@ from archlab.data.phantoms import (
 )
 from archlab.engine import fit_steps, seed_everything
 from archlab.losses import ce_dice_loss
-from archlab.measure import one_thread
+from archlab.measure import one_thread, predict_labels
 from archlab.metrics import dice, n_components, n_holes
 from archlab.papers.dense.hybridgnet.model import MINI, SPEC, HybridGNet, HybridGNetConfig
 from archlab.results import Budget, Result
@@ -115,14 +115,6 @@ def predict_landmarks(model: HybridGNet, images: Tensor, batch_size: int = 50) -
     return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-@torch.no_grad()
-def predict_masks(model: UNet, images: Tensor, batch_size: int = 50) -> Tensor:
-    model.eval()
-    return torch.cat(
-        [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
-    )
-
-
 def mean_dice(pred: Tensor, target: Tensor) -> float:
     """Foreground Dice, per organ over the test set, averaged over organs."""
     return float(dice(pred, target, N_CLASSES)[1:].mean())
@@ -187,7 +179,7 @@ def run(budget: Budget, seed: int) -> Result:
             preds[name] = {}
             for split, ph in (("clean", test), ("occluded", occluded)):
                 if name == "unet":
-                    preds[name][f"{split}_masks"] = predict_masks(model, ph.images)
+                    preds[name][f"{split}_masks"] = predict_labels(model, ph.images, batch_size=50)
                 else:
                     lm = predict_landmarks(model, ph.images)
                     preds[name][f"{split}_landmarks"] = lm

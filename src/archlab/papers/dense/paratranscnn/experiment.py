@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archlab.baselines.unet import UNet, UNetConfig, n_params
+from archlab.data import image_batches
 from archlab.data.organs import N_ORGAN_CLASSES, ORGAN_CLASSES, SMALL_ORGANS, organ_slices
 from archlab.engine import fit_steps
 from archlab.losses import dice_loss
-from archlab.measure import one_thread
+from archlab.measure import one_thread, predict_labels
 from archlab.metrics import dice
 from archlab.papers.dense.paratranscnn.model import SPEC, ParaTransCNN, ParaTransCNNConfig
 from archlab.plots import overlay_grid
@@ -75,25 +76,6 @@ def seg_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, di
     return 0.5 * ce + 0.5 * dl, {"ce": float(ce.detach()), "dice_loss": float(dl.detach())}
 
 
-def pool_sampler(images: Tensor, masks: Tensor):
-    """``(batch_size, generator) -> batch`` drawing with replacement from a fixed pool."""
-
-    def draw(batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        idx = torch.randint(len(images), (batch_size,), generator=generator)
-        return images[idx], masks[idx]
-
-    return draw
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch_size: int = 16) -> Tensor:
-    """Label maps (N, H, W) of a model in eval mode."""
-    model.eval()
-    return torch.cat(
-        [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
-    )
-
-
 def per_class_dice(pred: Tensor, masks: Tensor) -> Tensor:
     """Per-image Dice averaged over the test images: (K,) (background included at 0)."""
     return dice(pred, masks, N_ORGAN_CLASSES, per_image=True).mean(0).float()
@@ -120,7 +102,7 @@ def run(budget: Budget, seed: int) -> Result:
         kw = {"size": sizes.image_size, "mirror": sizes.mirror}
         train = organ_slices(sizes.n_train, seed=1000 + seed, **kw)
         test = organ_slices(sizes.n_test, seed=9000 + seed, **kw)
-        data = pool_sampler(train.images, train.masks)
+        data = image_batches(train.images, train.masks)
         scores: dict[str, Tensor] = {}
         preds: dict[str, Tensor] = {}
         for name, model in make_models(sizes, seed).items():
@@ -129,7 +111,7 @@ def run(budget: Budget, seed: int) -> Result:
                 model, seg_loss, data, steps=sizes.steps, batch_size=sizes.batch_size,
                 lr=sizes.lr, seed=seed, warmup_steps=sizes.warmup_steps,
             )  # fmt: skip
-            preds[name] = predict(model, test.images)
+            preds[name] = predict_labels(model, test.images, batch_size=16)
             scores[name] = per_class_dice(preds[name], test.masks)
             for k in range(1, N_ORGAN_CLASSES):
                 m[f"dice/{name}/{ORGAN_CLASSES[k]}"] = float(scores[name][k])

@@ -31,7 +31,7 @@ from archlab.data.volumes import (
 )
 from archlab.engine import fit_steps
 from archlab.losses import ce_dice_loss
-from archlab.measure import compare_latency, one_thread
+from archlab.measure import compare_latency, one_thread, predict_labels
 from archlab.metrics import dice
 from archlab.papers.dense.pls_net.model import SPEC, PlsNet, PlsNetConfig, n_params
 from archlab.results import Budget, Result
@@ -69,14 +69,6 @@ def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]):
     x, y = batch
     logits = model(x)  # (B, 2, D, H, W)
     return ce_dice_loss(logits, y), {}
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch_size: int = 8) -> Tensor:
-    """(N, 1, D, H, W) -> (N, D, H, W) argmax labels."""
-    model.eval()
-    out = [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
-    return torch.cat(out)
 
 
 def evaluate(pred: Tensor, test: LesionVolumes) -> dict[str, float]:
@@ -123,7 +115,7 @@ def run(budget: Budget, seed: int) -> Result:
                 model, _loss, stream, steps=sizes.steps, batch_size=sizes.batch_size,
                 lr=sizes.lr, seed=seed, weight_decay=1e-4, warmup_steps=sizes.steps // 10,
             )  # fmt: skip
-            preds[name] = predict(model, test.images)
+            preds[name] = predict_labels(model, test.images, batch_size=8)
             evals[name] = evaluate(preds[name], test)
             for k, v in evals[name].items():
                 m[f"{k}/{name}"] = v

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from archlab.baselines.mlp_mixer import MlpMixer, MlpMixerConfig
 from archlab.baselines.vit import ViT, ViTConfig
 from archlab.data import Augment, image_batches, load_digits_images, split_per_class
 from archlab.engine import fit_steps
-from archlab.measure import classification_loss, count_flops, evaluate_accuracy
+from archlab.measure import classification_loss, evaluate_accuracy, forward_flops
 from archlab.papers.vision.activator.model import (
     PAPER_GLU_VARIANTS,
     SPEC,
@@ -131,16 +131,6 @@ def make_models(sizes: Sizes) -> dict[str, Callable[[], nn.Module]]:
             ActivatorConfig(**act, mixing="tokens", use_mlp=True)
         )
     return out
-
-
-def forward_flops(model: nn.Module, image: Tensor) -> int:
-    """FLOPs of one forward pass, attention included (math kernel: visible to the counter)."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        flops = count_flops(model, image)  # counts attention on the math kernel
-    model.train(was_training)
-    return flops
 
 
 def train(model: nn.Module, data, sizes: Sizes, seed: int) -> float:

@@ -23,11 +23,16 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from archlab.data import Augment, image_batches, load_mnist_subset, split_per_class
 from archlab.engine import fit_steps
-from archlab.measure import classification_loss, compare_latency, count_flops, evaluate_accuracy
+from archlab.measure import (
+    classification_loss,
+    compare_latency,
+    evaluate_accuracy,
+    forward_flops,
+)
 from archlab.papers.vision.ascan.model import (
     MINI,
     SPEC,
@@ -97,16 +102,6 @@ QUICK = Sizes(
 def config_for(layout: str) -> AsCANConfig:
     """The experiment's network with the blocks distributed as ``layout``."""
     return dataclasses.replace(MINI, layout=layout)
-
-
-def forward_flops(model: nn.Module, image: Tensor) -> int:
-    """FLOPs of one forward pass, attention included (math kernel: visible to the counter)."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        flops = count_flops(model, image)  # counts attention on the math kernel
-    model.train(was_training)
-    return flops
 
 
 def train(model: nn.Module, data, sizes: Sizes, seed: int) -> float:
