@@ -18,7 +18,7 @@ import platform
 import torch
 
 from archlab.baselines.vit import from_timm as vit_from_timm
-from archlab.measure import compare_latency, training_step
+from archlab.lab.profiling import compare_latency, training_step
 from archlab.papers.vision.convit import from_timm as convit_from_timm
 
 SIZES = {

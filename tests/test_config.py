@@ -15,7 +15,7 @@ from archlab.config import (
     replace_fields,
     to_dict,
 )
-from archlab.registry import UnknownNameError
+from archlab.errors import UnknownNameError
 
 
 @dataclass(frozen=True)

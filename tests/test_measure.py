@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archlab.measure import (
-    LatencyComparison,
-    accuracy,
-    compare_latency,
-    count_flops,
-    evaluate_accuracy,
-    training_step,
-)
+from archlab.lab.inference import evaluate_accuracy
+from archlab.lab.metrics import accuracy
+from archlab.lab.profiling import LatencyComparison, compare_latency, count_flops, training_step
 
 
 def test_accuracy():

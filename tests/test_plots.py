@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from archlab.plots import image_grid, labels_from_logits, overlay_grid
+from archlab.lab.plots import image_grid, labels_from_logits, overlay_grid
 
 
 def test_overlay_and_image_grids():

@@ -10,8 +10,9 @@ import pytest
 
 import archlab
 from archlab.baselines import INDEX as BASELINES
+from archlab.errors import UnknownNameError
 from archlab.papers import INDEX
-from archlab.registry import FAMILIES, UnknownNameError, spec
+from archlab.registry import FAMILIES, spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "PAPERS.md"
 
@@ -19,15 +20,44 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "PAPERS.md"
 def test_index_sorted_and_consistent():
     for index in (INDEX, BASELINES):
         assert list(index) == sorted(index)
-    for slug, path in INDEX.items():
-        family = path.split(".")[2]
-        assert family in FAMILIES and path == f"archlab.papers.{family}.{slug}"
+    for slug, entry in INDEX.items():
+        family = entry.family
+        assert family in FAMILIES and entry.module == f"archlab.papers.{family}.{slug}"
         s = spec(slug)
         assert s.slug == slug and s.family == family and s.experiment
         card = Path(archlab.__file__).parent / "papers" / family / slug / "README.md"
         assert card.exists(), f"{slug} has no paper card"
-    for slug, path in BASELINES.items():
-        assert path == f"archlab.baselines.{slug}" and spec(slug).slug == slug
+    for slug, entry in BASELINES.items():
+        assert entry.module == f"archlab.baselines.{slug}" and spec(slug).slug == slug
+        assert entry.is_baseline
+
+
+def test_static_index_equals_every_spec_and_budget_table():
+    """``list_papers`` reads the static index; it must say what the SPECs and BUDGETS say."""
+    from archlab.catalog import BASELINES_DOC, PAPERS_DOC, render_index
+    from archlab.registry import entry_from_spec
+
+    for index, doc, is_baseline, name in (
+        (INDEX, PAPERS_DOC, False, "papers"),
+        (BASELINES, BASELINES_DOC, True, "baselines"),
+    ):
+        for slug, entry in index.items():
+            assert entry == entry_from_spec(entry.module, is_baseline), (
+                f"{slug}: the static index differs from its SPEC/BUDGETS; regenerate it"
+            )
+        source = Path(archlab.__file__).parent / name / "__init__.py"
+        assert source.read_text() == render_index(list(index.values()), doc)
+
+
+def test_list_is_fast_and_imports_no_paper():
+    code = (
+        "import time, sys; t = time.perf_counter(); import archlab; ps = archlab.list_papers();"
+        "ms = archlab.list_models(); dt = time.perf_counter() - t;"
+        "bad = [m for m in sys.modules if m.startswith(('archlab.papers.', 'archlab.baselines.'))];"
+        "assert not bad, bad; assert 'torch' not in sys.modules; assert len(ps) >= 19; print(dt)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 0.5
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="shared/PAPERS.md not beside the checkout")

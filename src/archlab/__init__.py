@@ -10,22 +10,15 @@ Public API (stable)::
 Nothing heavy is imported here: papers are imported on demand.
 """
 
-from archlab.registry import (
-    ArchlabError,
-    PaperInfo,
-    PaperSpec,
-    Task,
-    build,
-    list_models,
-    list_papers,
-)
+from archlab.errors import ArchlabError
+from archlab.registry import PaperInfo, PaperSpec, Task, build, list_models, list_papers
 
 __version__ = "0.1.0"
 
 
 def reproduce(slug: str, budget: str = "quick", seed: int = 0, out=None):
     """Run a paper's miniature reproduction; see ``archlab.reproduce_run.reproduce``."""
-    from archlab.reproduce_run import reproduce as _reproduce
+    from archlab.lab.runner import reproduce as _reproduce
 
     return _reproduce(slug, budget=budget, seed=seed, out=out)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from archlab.registry import ArchlabError, UnknownNameError, close_matches_message
+from archlab.errors import ArchlabError, UnknownNameError, close_matches_message
 
 
 class ConfigError(ArchlabError, ValueError):
@@ -130,14 +131,17 @@ def coerce(value: Any, tp: Any, key: str = "") -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a float, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a float, got {value!r}")
+        if number is not None and math.isfinite(number):
+            return number
+        raise ConfigError(f"{key}: expected a finite float, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value

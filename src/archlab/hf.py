@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from archlab.registry import ArchlabError
+from archlab.errors import ArchlabError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

@@ -6,47 +6,18 @@ Nothing here imports a paper at import time. ``spec(slug)`` imports one module o
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FAMILIES = (
-    "language",
-    "vision",
-    "dense",
-    "fields",
-    "signals",
-    "interp",
-    "training",
-    "search",
-    "neuro",
-    "multimodal",
-    "graphs",
+from archlab.catalog import FAMILIES, FIDELITIES, PaperInfo
+from archlab.errors import (
+    ArchlabError,
+    MissingDependencyError,
+    UnknownNameError,
+    close_matches_message,
 )
-FIDELITIES = ("faithful", "simplified", "unverified")
-
-
-class ArchlabError(Exception):
-    """Base class of user-facing errors: the CLI prints them on one line and exits 2."""
-
-    exit_code = 2
-
-
-class UnknownNameError(ArchlabError, KeyError):
-    """An unknown slug, variant or field; the message lists the close matches."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
-
-
-def close_matches_message(kind: str, name: str, choices: list[str] | tuple[str, ...]) -> str:
-    """One-line message for an unknown name, with the closest valid names."""
-    matches = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
-    shown = ", ".join(sorted(choices)[:12]) + (", ..." if len(choices) > 12 else "")
-    return f"unknown {kind} {name!r}{hint} (valid: {shown})"
 
 
 @dataclass(frozen=True)
@@ -133,26 +104,13 @@ class PaperSpec:
         return self.variants[name]
 
 
-@dataclass(frozen=True)
-class PaperInfo:
-    """A registered model, as ``list_papers`` returns it."""
-
-    slug: str
-    family: str
-    title: str
-    arxiv: str
-    fidelity: str
-    variants: tuple[str, ...]
-    is_baseline: bool = False
-
-
-def _paper_index() -> dict[str, str]:
+def _paper_index() -> dict[str, PaperInfo]:
     from archlab.papers import INDEX
 
     return INDEX
 
 
-def _baseline_index() -> dict[str, str]:
+def _baseline_index() -> dict[str, PaperInfo]:
     from archlab.baselines import INDEX
 
     return INDEX
@@ -163,17 +121,35 @@ def all_slugs() -> list[str]:
     return list(_paper_index()) + list(_baseline_index())
 
 
-def spec(slug: str) -> PaperSpec:
-    """The ``SPEC`` of a paper or baseline (imports its module)."""
+def info(slug: str) -> PaperInfo:
+    """The static index entry of a paper or baseline (imports nothing)."""
     papers, baselines = _paper_index(), _baseline_index()
     if slug in papers:
-        path = papers[slug]
-    elif slug in baselines:
-        path = baselines[slug]
-    else:
-        raise UnknownNameError(close_matches_message("model", slug, all_slugs()))
-    module = importlib.import_module(f"{path}.model")
+        return papers[slug]
+    if slug in baselines:
+        return baselines[slug]
+    raise UnknownNameError(close_matches_message("model", slug, all_slugs()))
+
+
+def spec(slug: str) -> PaperSpec:
+    """The ``SPEC`` of a paper or baseline (imports its module).
+
+    A missing optional dependency is one line naming the pip extra that installs it.
+    """
+    entry = info(slug)
+    try:
+        module = importlib.import_module(f"{entry.module}.model")
+    except ModuleNotFoundError as e:
+        if not e.name or e.name.split(".")[0] == "archlab":
+            raise
+        raise missing_dependency(slug, e.name, entry.extra) from None
     return module.SPEC
+
+
+def missing_dependency(slug: str, module: str, extra: str | None) -> MissingDependencyError:
+    top = module.split(".")[0]
+    hint = f"pip install 'archlab[{extra}]'" if extra else f"pip install {top}"
+    return MissingDependencyError(f"{slug} needs {top!r}, which is not installed ({hint})")
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -217,15 +193,13 @@ def build(name: str, pretrained: str | None = None, **overrides: Any):
 
 
 def list_papers(family: str | None = None) -> list[PaperInfo]:
-    """Registered papers (not baselines), sorted by slug; optionally of one family."""
+    """Registered papers (not baselines), sorted by slug; optionally of one family.
+
+    Read from the static index: no paper (and not torch) is imported.
+    """
     if family is not None and family not in FAMILIES:
         raise UnknownNameError(close_matches_message("family", family, FAMILIES))
-    out = []
-    for slug in _paper_index():
-        s = spec(slug)
-        if family is None or s.family == family:
-            out.append(PaperInfo(s.slug, s.family, s.title, s.arxiv, s.fidelity, tuple(s.variants)))
-    return out
+    return [e for e in _paper_index().values() if family is None or e.family == family]
 
 
 def list_models() -> list[str]:
@@ -233,5 +207,27 @@ def list_models() -> list[str]:
     out = []
     for slug in all_slugs():
         out.append(slug)
-        out.extend(f"{slug}/{v}" for v in spec(slug).variants)
+        out.extend(f"{slug}/{v}" for v in info(slug).variants)
     return out
+
+
+def entry_from_spec(module: str, is_baseline: bool = False) -> PaperInfo:
+    """The index entry a paper's or baseline's ``SPEC`` (and experiment ``BUDGETS``) imply."""
+    s = importlib.import_module(f"{module}.model").SPEC
+    budgets: tuple[str, ...] = ()
+    if s.experiment is not None:
+        from archlab.lab.result import Budget
+
+        table = importlib.import_module(s.experiment).BUDGETS
+        budgets = tuple(b.value for b in Budget if b.value in table)
+    return PaperInfo(
+        slug=s.slug,
+        module=module,
+        family=s.family,
+        title=s.title,
+        arxiv=s.arxiv,
+        fidelity=s.fidelity,
+        variants=tuple(s.variants),
+        budgets=budgets,
+        is_baseline=is_baseline,
+    )

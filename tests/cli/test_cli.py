@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from archlab.cli import main
+from archlab.lab.result import Check, Result
 from archlab.papers import INDEX
-from archlab.results import Check, Result
 
 SLUG = next(iter(INDEX))
 TRAIN = "pointer_net"  # a paper with a single training loop (SPEC.task)
@@ -38,7 +38,10 @@ def test_list(capsys):
         (["reproduce"], "at least one paper"),
         (["reproduce", "lstm_seq2seq"], "baseline"),
         (["train", f"{TRAIN}/tiny", "--out", "x", "--set", "model.nope=1"], "unknown field"),
-        (["train", f"{TRAIN}/tiny", "--out", "x", "--set", "train.lr=abc"], "expected a float"),
+        (
+            ["train", f"{TRAIN}/tiny", "--out", "x", "--set", "train.lr=abc"],
+            "expected a finite float",
+        ),
         (["train", f"{TRAIN}/tiny", "--out", "x", "--set", "lr=1"], "model.<field>"),
         (["train", f"{TRAIN}/huge", "--out", "x"], "unknown variant"),
         (["new", "visoin/foo"], "did you mean 'vision'"),
@@ -66,9 +69,9 @@ def _fake_result(holds: bool) -> Result:
 
 @pytest.mark.parametrize("holds,code", [(True, 0), (False, 1)])
 def test_reproduce_exit_code_follows_claim(capsys, monkeypatch, tmp_path, holds, code):
-    import archlab.reproduce_run as rr
+    import archlab.lab.runner as rr
 
-    monkeypatch.setattr(rr, "reproduce", lambda slug, budget, seed, out: _fake_result(holds))
+    monkeypatch.setattr(rr, "reproduce", lambda slug, budget, seed, out, device: _fake_result(holds))
     got, out, _ = run(capsys, "reproduce", SLUG, "--budget", "smoke", "--out", str(tmp_path))
     assert got == code
     assert ("HOLDS" if holds else "DOES NOT HOLD") in out
@@ -94,7 +97,7 @@ def test_report_writes_markdown_and_html(capsys, tmp_path):
     )
     assert code == 0
     md = (tmp_path / "docs" / "results.md").read_text()
-    assert f"`{SLUG}`" in md and "| x | yes | measured |" in md
+    assert f"`{SLUG}`" in md and "| x | claim | yes | measured |" in md
     assert "<html>" in (tmp_path / "docs" / "results.html").read_text()
     text = readme.read_text()
     assert "\nold\n" not in text and f"`{SLUG}`" in text and text.endswith("b\n")
@@ -104,7 +107,7 @@ def test_report_writes_markdown_and_html(capsys, tmp_path):
 def test_new_scaffolds_a_paper_that_builds(tmp_path):
     import shutil
 
-    from archlab.scaffold import PACKAGE, new_paper
+    from archlab.cli.new import PACKAGE, new_paper
 
     root = tmp_path / "repo"
     shutil.copytree(PACKAGE, root / "src" / "archlab")
@@ -113,6 +116,7 @@ def test_new_scaffolds_a_paper_that_builds(tmp_path):
     index = (root / "src" / "archlab" / "papers" / "__init__.py").read_text()
     lines = [x for x in index.splitlines() if x.startswith('    "')]
     assert lines == sorted(lines) and any("toy_paper" in x for x in lines)
+    assert "budgets=(" in index
     code = (
         "import archlab; m = archlab.build('toy_paper/tiny'); "
         "r = archlab.reproduce('toy_paper', 'smoke', 0, out=False); print(r.holds)"

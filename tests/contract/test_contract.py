@@ -15,9 +15,9 @@ import torch
 
 from archlab.config import from_dict, to_dict
 from archlab.engine import seed_everything
+from archlab.lab.result import Budget, Result
 from archlab.papers import INDEX
 from archlab.registry import all_slugs, spec
-from archlab.results import Budget, Result
 
 ALL = all_slugs()
 

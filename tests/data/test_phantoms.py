@@ -19,7 +19,7 @@ from archlab.data.phantoms import (
     polygon_self_intersects,
     rasterize_contours,
 )
-from archlab.metrics import n_components, n_holes
+from archlab.lab.metrics import n_components, n_holes
 
 SMALL = PhantomConfig(image_size=64)
 

@@ -1,11 +1,77 @@
-"""The index of baselines (models papers compare against): slug -> package path. Sorted."""
+"""The index of baselines (models papers compare against): slug -> static metadata. Sorted;
+kept equal to each baseline's ``SPEC`` by a test."""
 
-INDEX: dict[str, str] = {
-    "bert": "archlab.baselines.bert",
-    "gpt2": "archlab.baselines.gpt2",
-    "lstm_seq2seq": "archlab.baselines.lstm_seq2seq",
-    "mlp_mixer": "archlab.baselines.mlp_mixer",
-    "resnet": "archlab.baselines.resnet",
-    "unet": "archlab.baselines.unet",
-    "vit": "archlab.baselines.vit",
+from archlab.catalog import PaperInfo
+
+INDEX: dict[str, PaperInfo] = {
+    "bert": PaperInfo(
+        slug="bert",
+        module="archlab.baselines.bert",
+        family="language",
+        title="BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding",
+        arxiv="1810.04805",
+        fidelity="faithful",
+        variants=("tiny", "base", "large"),
+        is_baseline=True,
+    ),
+    "gpt2": PaperInfo(
+        slug="gpt2",
+        module="archlab.baselines.gpt2",
+        family="language",
+        title="Language Models are Unsupervised Multitask Learners",
+        arxiv="",
+        fidelity="faithful",
+        variants=("tiny", "base", "medium"),
+        is_baseline=True,
+    ),
+    "lstm_seq2seq": PaperInfo(
+        slug="lstm_seq2seq",
+        module="archlab.baselines.lstm_seq2seq",
+        family="language",
+        title="LSTM encoder-decoder with additive attention (fixed output vocabulary)",
+        arxiv="1409.0473",
+        fidelity="faithful",
+        variants=("tiny", "base"),
+        is_baseline=True,
+    ),
+    "mlp_mixer": PaperInfo(
+        slug="mlp_mixer",
+        module="archlab.baselines.mlp_mixer",
+        family="vision",
+        title="MLP-Mixer: An all-MLP Architecture for Vision",
+        arxiv="2105.01601",
+        fidelity="faithful",
+        variants=("tiny", "s32", "s16", "b16", "l16"),
+        is_baseline=True,
+    ),
+    "resnet": PaperInfo(
+        slug="resnet",
+        module="archlab.baselines.resnet",
+        family="vision",
+        title="Deep Residual Learning for Image Recognition",
+        arxiv="1512.03385",
+        fidelity="faithful",
+        variants=("tiny", "resnet8", "resnet20", "resnet56", "resnet18"),
+        is_baseline=True,
+    ),
+    "unet": PaperInfo(
+        slug="unet",
+        module="archlab.baselines.unet",
+        family="dense",
+        title="U-Net: Convolutional Networks for Biomedical Image Segmentation",
+        arxiv="1505.04597",
+        fidelity="faithful",
+        variants=("tiny", "tiny3d", "small", "resunet-small", "base", "paper"),
+        is_baseline=True,
+    ),
+    "vit": PaperInfo(
+        slug="vit",
+        module="archlab.baselines.vit",
+        family="vision",
+        title="An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale",
+        arxiv="2010.11929",
+        fidelity="faithful",
+        variants=("tiny", "tiny_distilled", "ti", "s", "b", "ti_distilled"),
+        is_baseline=True,
+    ),
 }

@@ -17,12 +17,10 @@ from archlab.data.images import (
     TEXTURED_SHAPES_CLASSES,
     TEXTURES,
     image_batches,
-    image_classification_task,
     load_digits_images,
     load_mnist_subset,
     split_per_class,
     textured_shapes,
-    textured_shapes_task,
 )
 
 __all__ = [
@@ -31,12 +29,10 @@ __all__ = [
     "TEXTURES",
     "Augment",
     "image_batches",
-    "image_classification_task",
     "load_digits_images",
     "load_mnist_subset",
     "random_crop",
     "random_flip",
     "split_per_class",
     "textured_shapes",
-    "textured_shapes_task",
 ]

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archlab.registry import ArchlabError
+from archlab.errors import ArchlabError
 
 SHAPES = ("disk", "square", "triangle", "cross", "ring")
 TEXTURES = ("stripes", "checks")
@@ -228,71 +228,3 @@ def image_batches(
         return x, labels[idx]
 
     return batch
-
-
-def image_classification_task(
-    train: tuple[Tensor, Tensor],
-    test: tuple[Tensor, Tensor],
-    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
-):
-    """A ``Task`` for ``archlab train``: cross-entropy on a batch stream, test accuracy.
-
-    Args:
-        train: images (n, C, H, W) and labels (n,).
-        test: held-out images and labels, evaluated with ``archlab.measure.evaluate_accuracy``.
-        augment: optional ``(images, generator) -> images`` for the training stream.
-    """
-    from archlab.measure import accuracy, evaluate_accuracy
-    from archlab.registry import Task
-
-    def loss_fn(model, batch: tuple[Tensor, Tensor]):
-        x, y = batch
-        logits = model(x)
-        return F.cross_entropy(logits, y), {"acc": accuracy(logits.detach(), y)}
-
-    def eval_fn(model) -> dict[str, float]:
-        return {"test_acc": evaluate_accuracy(model, *test)}
-
-    return Task(data=image_batches(*train, augment), loss_fn=loss_fn, eval_fn=eval_fn)
-
-
-def textured_shapes_task(
-    image_size: int, n_channels: int, n_classes: int, seed: int, n_train: int = 5000
-):
-    """``image_classification_task`` on textured shapes (random crops and flips), for any
-    RGB 10-class image classifier; 1000 test images drawn from another seed.
-
-    Raises:
-        ArchlabError: if the model is not RGB (``n_channels=3``) with ``n_classes=10``.
-    """
-    if n_channels != 3 or n_classes != len(TEXTURED_SHAPES_CLASSES):
-        raise ArchlabError(
-            "the textured-shapes task needs n_channels=3 and n_classes=10; got "
-            f"n_channels={n_channels}, n_classes={n_classes}"
-        )
-    from archlab.data.augment import Augment
-
-    train = textured_shapes(n_train, seed=seed, size=image_size)
-    test = textured_shapes(1000, seed=1_000_003 + seed, size=image_size)
-    return image_classification_task(train, test, Augment(crop_padding=image_size // 8, flip=True))
-
-
-def default_image_task(image_size: int, n_channels: int, n_classes: int, seed: int):
-    """``archlab train`` data for an image classifier: textured shapes for RGB models, the MNIST
-    subset (100 test images per class, random-crop shifts) for grey ones."""
-    from archlab.data.augment import Augment
-    from archlab.registry import ArchlabError
-
-    if n_channels == 3:
-        return textured_shapes_task(image_size, n_channels, n_classes, seed)
-    if n_channels != 1 or n_classes != 10:
-        raise ArchlabError(
-            "archlab train needs n_channels=3 (textured shapes) or 1 (MNIST) and n_classes=10; "
-            f"got n_channels={n_channels}, n_classes={n_classes}"
-        )
-    images, labels = load_mnist_subset(size=image_size)
-    test, train = split_per_class(labels, 100, seed=12345)
-    shift = Augment(crop_padding=max(1, image_size // 16))
-    return image_classification_task(
-        (images[train], labels[train]), (images[test], labels[test]), shift
-    )

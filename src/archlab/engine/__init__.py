@@ -9,7 +9,7 @@ from archlab.engine.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from archlab.engine.seed import rng_state, seed_everything, set_rng_state
+from archlab.engine.seed import isolated_rng, rng_state, seed_everything, set_rng_state
 from archlab.engine.trainer import (
     FitResult,
     NonFiniteLossError,
@@ -21,6 +21,7 @@ from archlab.engine.trainer import (
 __all__ = [
     "CheckpointError",
     "FitResult",
+    "isolated_rng",
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",

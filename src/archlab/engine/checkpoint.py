@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from archlab.errors import CheckpointError
 
-class CheckpointError(RuntimeError):
-    """A checkpoint folder is missing, incomplete or corrupt."""
+
+class CheckpointFallbackWarning(UserWarning):
+    """The newest checkpoint was unreadable and an older complete one was loaded instead."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -228,9 +231,21 @@ def load_checkpoint(root: Path | str) -> tuple[int, dict[str, torch.Tensor], dic
     errors = []
     for folder in candidates:
         try:
-            return _load_folder(folder)
+            found = _load_folder(folder)
         except Exception as e:  # noqa: BLE001 - try the previous checkpoint
-            errors.append(f"{folder.name}: {e}")
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            errors.append(f"{folder.name}: {first_line}")
+            continue
+        if errors:
+            warnings.warn(
+                f"checkpoint {errors[0]} is unreadable; resuming from {folder.name} instead",
+                CheckpointFallbackWarning,
+                stacklevel=2,
+            )
+        return found
     if errors:
-        raise CheckpointError("no readable checkpoint in " + str(root) + ": " + "; ".join(errors))
+        raise CheckpointError(
+            f"no readable checkpoint in {root} ({'; '.join(errors)}); "
+            "start afresh in a new --out folder"
+        )
     return None

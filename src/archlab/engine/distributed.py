@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from archlab.errors import ArchlabError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -49,7 +51,15 @@ def resolve_device(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ArchlabError(
+            f"unknown device {name!r} (expected auto, cpu, cuda or cuda:N)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ArchlabError(f"device {name!r} asked for, but torch sees no CUDA device (use cpu)")
+    return device
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo, device: torch.device) -> torch.nn.Module:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -36,3 +38,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def isolated_rng(cfg_seed: int | None = None) -> Iterator[None]:
+    """Run the block under its own random state: every global generator (Python, NumPy, torch CPU
+    and CUDA) is seeded with ``cfg_seed`` (if given) on entry and restored to the caller's state
+    on exit, so library code that needs seeded randomness leaves the process as it found it."""
+    saved = rng_state()
+    try:
+        if cfg_seed is not None:
+            seed_everything(cfg_seed)
+        yield
+    finally:
+        set_rng_state(saved)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,14 +25,8 @@ from torch.utils.data import default_collate
 from archlab.engine import distributed as D
 from archlab.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from archlab.engine.optim import make_optimizer, make_scheduler
-from archlab.engine.seed import rng_state, seed_everything, set_rng_state
-from archlab.registry import ArchlabError
-
-
-class NonFiniteLossError(ArchlabError):
-    """The loss (or gradient norm) became NaN/Inf; training stopped, checkpoints untouched."""
-
-    exit_code = 1
+from archlab.engine.seed import isolated_rng, rng_state, set_rng_state
+from archlab.errors import ArchlabError, NonFiniteLossError
 
 
 @dataclass(frozen=True)
@@ -84,8 +79,8 @@ class TrainConfig:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
         for name in ("eval_every", "log_every", "checkpoint_every", "warmup_steps"):
@@ -134,7 +129,7 @@ class _Batches:
 
     def _permutation(self) -> torch.Tensor:
         if self._perm is None:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
             self._perm = torch.randperm(len(self.data), generator=g)
         return self._perm
 
@@ -269,14 +264,21 @@ class Trainer:
         return contextlib.nullcontext()
 
     def fit(self, data: Any, resume: bool = False) -> FitResult:
-        """Train to ``cfg.steps`` (continuing from the newest checkpoint if ``resume``)."""
+        """Train to ``cfg.steps`` (continuing from the newest checkpoint if ``resume``).
+
+        Training runs under its own random state seeded from ``cfg.seed`` (dropout, data order);
+        the caller's global generators (Python, NumPy, torch CPU/CUDA) are restored afterwards.
+        """
+        with isolated_rng(cfg_seed=self.cfg.seed):
+            return self._fit(data, resume)
+
+    def _fit(self, data: Any, resume: bool) -> FitResult:
         cfg = self.cfg
         if cfg.batch_size % self.dist.world_size:
             raise ArchlabError(
                 f"batch_size {cfg.batch_size} must be divisible by the number of processes "
                 f"{self.dist.world_size}"
             )
-        seed_everything(cfg.seed)
         batches = _Batches(data, cfg.batch_size, cfg.seed, self.collate)
         resumed = self._resume(batches) if resume else None
         result = FitResult(step=self.step, resumed_from=resumed)
@@ -291,19 +293,28 @@ class Trainer:
                 progress.start()
                 task = progress.add_task("train", total=cfg.steps, completed=self.step)
             self.raw_model.train()
+            loss_sum, n_summed = None, 0
             while self.step < cfg.steps:
                 row = self._train_step(batches)
                 self.step += 1
-                if progress is not None:
-                    progress.update(
-                        task, completed=self.step, description=f"loss {row['loss']:.4f}"
-                    )
+                loss_sum = row["loss"] if loss_sum is None else loss_sum + row["loss"]
+                n_summed += 1
                 last = self.step == cfg.steps
+                at_checkpoint = bool(cfg.checkpoint_every) and self.step % cfg.checkpoint_every == 0
+                if self.step % max(1, cfg.log_every) == 0 or last or at_checkpoint:
+                    self._raise_if_nonfinite()  # one host sync per logging interval
                 if self.step % max(1, cfg.log_every) == 0 or last:
+                    row = {k: float(v) for k, v in row.items()}
+                    row["loss_mean"] = float(loss_sum) / n_summed
+                    loss_sum, n_summed = None, 0
                     row = D.mean_over_processes(row, self.dist, self.device)
                     row = {"step": self.step, **row, "lr": self.scheduler.get_last_lr()[0]}
                     result.history.append(row)
                     self._log(row, sink)
+                    if progress is not None:
+                        progress.update(
+                            task, completed=self.step, description=f"loss {row['loss']:.4f}"
+                        )
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
                     metrics = self.evaluate()
                     if metrics:
@@ -325,39 +336,58 @@ class Trainer:
         result.elapsed_s = time.perf_counter() - t0
         return result
 
-    def _train_step(self, batches: _Batches) -> dict[str, float]:
+    def _train_step(self, batches: _Batches) -> dict[str, Any]:
+        """One optimizer step. Values stay tensors on the device: on CUDA nothing here waits
+        for the GPU; finiteness is checked every step on CPU (free) and once per logging
+        interval (and before every checkpoint) on an accelerator."""
         batch = batches.next()
         batch = D.shard_batch(batch, self.dist.rank, self.dist.world_size)
         batch = _to_device(batch, self.device)
         with self._autocast():
             loss, metrics = self.loss_fn(self.model, batch)
-        loss_value = float(loss.detach())
-        finite = torch.isfinite(loss.detach()).item()
-        if not D.all_true(bool(finite), self.dist, self.device):
-            raise NonFiniteLossError(self._nan_message("loss", loss_value))
+        loss_value = loss.detach().float()
+        self._note_finite("loss", loss_value)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        row = {"loss": loss_value}
+        row: dict[str, Any] = {"loss": loss_value}
         if self.cfg.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-            norm_value = float(norm)
-            if not torch.isfinite(norm).item():
-                raise NonFiniteLossError(self._nan_message("gradient norm", norm_value))
-            row["grad_norm"] = norm_value
+            self._note_finite("gradient norm", norm.detach())
+            row["grad_norm"] = norm.detach()
         self.optimizer.step()
         self.scheduler.step()
         for k, v in (metrics or {}).items():
-            row[k] = float(v)
+            row[k] = v.detach() if isinstance(v, torch.Tensor) else float(v)
         return row
 
-    def _nan_message(self, what: str, value: float) -> str:
+    def _note_finite(self, what: str, value: torch.Tensor) -> None:
+        if self.device.type == "cpu" and self.dist.world_size == 1:
+            if not torch.isfinite(value).item():
+                raise NonFiniteLossError(self._nan_message(what, float(value), self.step + 1))
+            return
+        flags = self.__dict__.setdefault("_nonfinite", {})
+        bad = ~torch.isfinite(value)
+        flags[what] = bad if what not in flags else flags[what] | bad
+
+    def _raise_if_nonfinite(self) -> None:
+        flags = self.__dict__.get("_nonfinite", {})
+        for what, flag in flags.items():
+            if not D.all_true(not bool(flag.item()), self.dist, self.device):
+                since = self.__dict__.get("_checked_at", 0)
+                raise NonFiniteLossError(
+                    self._nan_message(what, float("nan"), f"between {since + 1} and {self.step}")
+                )
+        flags.clear()
+        self._checked_at = self.step
+
+    def _nan_message(self, what: str, value: float, step: int | str) -> str:
         where = (
             f"; the last good checkpoint is kept in {self.out / 'checkpoints'}"
             if self.out is not None
             else ""
         )
         return (
-            f"{what} became {value} at step {self.step + 1}; training stopped{where} "
+            f"{what} became {value} at step {step}; training stopped{where} "
             f"(try a lower train.lr or train.grad_clip)"
         )
 

@@ -9,7 +9,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import archlab
-from archlab.measure import count_flops
+from archlab.lab.profiling import count_flops
 from archlab.nn import EncoderLayer
 from archlab.papers.vision.ascan import (
     VARIANTS,

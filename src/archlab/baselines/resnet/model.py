@@ -149,8 +149,8 @@ def _example_input(model: ResNet, batch_size: int) -> tuple[Tensor]:
 
 
 def _task(cfg: ResNetConfig, seed: int):
-    """``archlab train``: textured shapes (``archlab.data.textured_shapes_task``)."""
-    from archlab.data import textured_shapes_task
+    """``archlab train``: textured shapes (``archlab.lab.tasks.textured_shapes_task``)."""
+    from archlab.lab.tasks import textured_shapes_task
 
     return textured_shapes_task(32, cfg.n_channels, cfg.n_classes, seed)
 

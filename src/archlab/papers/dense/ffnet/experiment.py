@@ -22,12 +22,13 @@ from torch import Tensor, nn
 
 from archlab.data.scenes import SCENE_CLASSES, context_scenes
 from archlab.engine import fit_steps, seed_everything
-from archlab.losses import ce_dice_loss
-from archlab.measure import one_thread, predict_labels
-from archlab.metrics import iou
+from archlab.lab.inference import predict_labels
+from archlab.lab.losses import ce_dice_loss
+from archlab.lab.metrics import iou
+from archlab.lab.profiling import one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.ffnet.erf import erf_map, erf_radius
 from archlab.papers.dense.ffnet.model import SPEC, FFNet, mini
-from archlab.results import Budget, Result
 
 NAMES = {"ffnet": "FFNet (basic)", "bottleneck": "bottleneck"}
 K = len(SCENE_CLASSES)
@@ -61,6 +62,7 @@ QUICK = Sizes(
     batch_size=8, lr=2e-3, erf_size=288, erf_images=16, erf_fraction=0.9, miou_margin=0.01,
     erf_ratio=1.0,
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def batches(images: Tensor, masks: Tensor):
@@ -100,7 +102,7 @@ def run(budget: Budget, seed: int) -> Result:
     import matplotlib
 
     matplotlib.use("Agg")
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     with one_thread():
@@ -167,7 +169,7 @@ def run(budget: Budget, seed: int) -> Result:
 
 
 def _plot_predictions(test, preds: dict, n: int = 8):
-    from archlab.plots import overlay_grid
+    from archlab.lab.plots import overlay_grid
 
     rows = {"ground truth": test.masks[:n]}
     rows |= {NAMES[k]: v[:n] for k, v in preds.items()}

@@ -24,8 +24,11 @@ from archlab.baselines.unet import UNet, UNetConfig, n_params
 from archlab.data import image_batches
 from archlab.data.organs import CHAOS_CLASSES, organ_slices, to_chaos
 from archlab.engine import fit_steps
-from archlab.measure import one_thread, predict_labels
-from archlab.metrics import dice
+from archlab.lab.inference import predict_labels
+from archlab.lab.metrics import dice
+from archlab.lab.plots import overlay_grid
+from archlab.lab.profiling import one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.guided_attention_seg.model import (
     SPEC,
     DANet,
@@ -33,8 +36,6 @@ from archlab.papers.dense.guided_attention_seg.model import (
     GuidedAttentionNet,
     guided_loss,
 )
-from archlab.plots import overlay_grid
-from archlab.results import Budget, Result
 
 K = len(CHAOS_CLASSES)
 
@@ -69,6 +70,7 @@ QUICK = Sizes(
     image_size=64, n_train=800, n_test=64, steps=120, batch_size=8, lr=2e-3, warmup_steps=10,
     guided=_guided(16, 16), unet_widths=(16, 32, 64, 128),
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def ce_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -104,7 +106,7 @@ def make_models(sizes: Sizes, seed: int) -> dict[str, tuple[nn.Module, object]]:
 
 def run(budget: Budget, seed: int) -> Result:
     """Train the guided model, its no-guidance ablation, a U-Net and DANet; compare test Dice."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     with one_thread():

@@ -40,11 +40,12 @@ from archlab.data.phantoms import (
     rasterize_contours,
 )
 from archlab.engine import fit_steps, seed_everything
-from archlab.losses import ce_dice_loss
-from archlab.measure import one_thread, predict_labels
-from archlab.metrics import dice, n_components, n_holes
+from archlab.lab.inference import predict_labels
+from archlab.lab.losses import ce_dice_loss
+from archlab.lab.metrics import dice, n_components, n_holes
+from archlab.lab.profiling import one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.hybridgnet.model import MINI, SPEC, HybridGNet, HybridGNetConfig
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ QUICK = Sizes(
     weight_decay=1e-5, occlusion=0.25, hybrid=MINI, unet_widths=(8, 16, 32, 64, 64),
     dice_margin=0.05, max_invalid=0.05, min_broken=0.10,
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def load_data(sizes: Sizes, seed: int) -> tuple[Phantoms, Phantoms, Phantoms]:
@@ -157,7 +159,7 @@ def make_models(sizes: Sizes, seed: int) -> dict[str, nn.Module]:
 def run(budget: Budget, seed: int) -> Result:
     """Train the three models on the same phantoms; check clean Dice, plausibility under
     occlusion and the IGSC landmark-error gain."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     size = sizes.image_size
@@ -254,7 +256,7 @@ def run(budget: Budget, seed: int) -> Result:
 
 def _plot(occluded: Phantoms, preds: dict, n_landmarks: tuple[int, ...], size: int):
     """Occluded inputs with the U-Net's masks and HybridGNet's contours (red: self-intersecting)."""
-    from archlab.plots import overlay_grid
+    from archlab.lab.plots import overlay_grid
 
     n = min(6, len(occluded))
     # Show the cases where the U-Net breaks first, then the others.

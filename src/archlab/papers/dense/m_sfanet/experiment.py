@@ -22,10 +22,10 @@ from torch import Tensor, nn
 
 from archlab.data.crowds import attention_mask, crowd_scenes, downsample_density
 from archlab.engine import fit_steps, seed_everything
-from archlab.measure import compare_latency, one_thread
-from archlab.metrics import count_errors
+from archlab.lab.metrics import count_errors
+from archlab.lab.profiling import compare_latency, one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.m_sfanet.model import SPEC, SFANet, _narrow
-from archlab.results import Budget, Result
 
 NAMES = {"sfanet": "SFANet", "m_sfanet": "M-SFANet", "m_segnet": "M-SegNet"}
 
@@ -61,6 +61,7 @@ QUICK = Sizes(
     batch_size=16, lr=3e-3, density_scale=3.0, att_weight=0.1, latency_size=128,
     latency_repeats=15, mae_ratio=1.0, segnet_speedup=1.25, segnet_mae_cost=1.25,
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def make_data(sizes: Sizes, seed: int):
@@ -117,7 +118,7 @@ def run(budget: Budget, seed: int) -> Result:
     import matplotlib
 
     matplotlib.use("Agg")
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     with one_thread():

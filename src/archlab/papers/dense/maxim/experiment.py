@@ -20,12 +20,12 @@ from torch import Tensor, nn
 from archlab.baselines.unet import UNet, UNetConfig
 from archlab.data.restoration import add_gaussian_noise, denoising_batches, natural_crops
 from archlab.engine import fit_steps, seed_everything
-from archlab.losses import charbonnier
-from archlab.measure import one_thread
-from archlab.metrics import psnr
+from archlab.lab.losses import charbonnier
+from archlab.lab.metrics import psnr
+from archlab.lab.plots import image_grid
+from archlab.lab.profiling import one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.maxim.model import MINI, SPEC, Maxim, MaximConfig, n_params
-from archlab.plots import image_grid
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ QUICK = Sizes(
     sigma=25 / 255, steps=170, batch_size=8, lr=2e-3, warmup_steps=10, freq_weight=0.1,
     margin_db=0.0,
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def frequency_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -112,7 +113,7 @@ def make_models(sizes: Sizes, seed: int) -> dict[str, nn.Module]:
 
 def run(budget: Budget, seed: int) -> Result:
     """Train MAXIM, MAXIM-local and a U-Net on the same denoising data; check the claim."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     with one_thread():

@@ -22,9 +22,11 @@ from torch import Tensor, nn
 
 from archlab.data.restoration import fill_holes, inpainting_batches, irregular_masks, natural_crops
 from archlab.engine import fit_steps, seed_everything
-from archlab.losses import masked_l1
-from archlab.measure import one_thread
-from archlab.metrics import psnr, ssim
+from archlab.lab.losses import masked_l1
+from archlab.lab.metrics import psnr, ssim
+from archlab.lab.plots import image_grid
+from archlab.lab.profiling import one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.medfe.model import (
     MEDFE,
     MINI,
@@ -34,8 +36,6 @@ from archlab.papers.dense.medfe.model import (
     n_params,
 )
 from archlab.papers.dense.medfe.pconv import PConvUNet, PConvUNetConfig
-from archlab.plots import image_grid
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ QUICK = Sizes(
     hole_weight=6.0, aux_weight=1.0, steps=450, batch_size=8, lr=2e-3, warmup_steps=10,
     margin_db=0.0,
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def pixel_loss(out: Tensor, target: Tensor, holes: Tensor, hole_weight: float) -> Tensor:
@@ -145,7 +146,7 @@ def make_models(sizes: Sizes, seed: int) -> dict[str, nn.Module]:
 
 def run(budget: Budget, seed: int) -> Result:
     """Train MEDFE, MEDFE without BPA and a PConv U-Net on the same inpainting data."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     with one_thread():

@@ -29,9 +29,10 @@ from archlab.data.lesions import (
     roc_auc,
 )
 from archlab.engine import fit_steps
-from archlab.measure import accuracy, one_thread
+from archlab.lab.metrics import accuracy
+from archlab.lab.profiling import one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.medusa_med.model import SPEC, VARIANTS, Medusa, MedusaConfig, n_params
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ QUICK = Sizes(
     size=64, n_train=1500, n_test=500, model=VARIANTS["mini"], steps=150, batch_size=24,
     lr=2e-3, auc_margin=0.01,
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]):
@@ -94,7 +96,7 @@ def _nanmean(x: Tensor) -> float:
 
 def run(budget: Budget, seed: int) -> Result:
     """Train MEDUSA and its ResNet alone on the lesion-count task; check AUC and attention."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     with one_thread():
@@ -162,7 +164,7 @@ def run(budget: Budget, seed: int) -> Result:
 
 def _plot(test: LesionImages, maps: Tensor):
     """Six test images with lesions: masks (lesions 1, distractors 2) and each head's map."""
-    from archlab.plots import overlay_grid
+    from archlab.lab.plots import overlay_grid
 
     idx = (test.n_lesions > 0).nonzero()[:, 0][:6]
     if len(idx) == 0:

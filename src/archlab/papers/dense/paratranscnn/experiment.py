@@ -25,12 +25,13 @@ from archlab.baselines.unet import UNet, UNetConfig, n_params
 from archlab.data import image_batches
 from archlab.data.organs import N_ORGAN_CLASSES, ORGAN_CLASSES, SMALL_ORGANS, organ_slices
 from archlab.engine import fit_steps
-from archlab.losses import dice_loss
-from archlab.measure import one_thread, predict_labels
-from archlab.metrics import dice
+from archlab.lab.inference import predict_labels
+from archlab.lab.losses import dice_loss
+from archlab.lab.metrics import dice
+from archlab.lab.plots import overlay_grid
+from archlab.lab.profiling import one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.paratranscnn.model import SPEC, ParaTransCNN, ParaTransCNNConfig
-from archlab.plots import overlay_grid
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ QUICK = Sizes(
     warmup_steps=10,
     paratranscnn=_para(16, (16, 32, 64, 96), 2), unet_widths=(24, 48, 96, 192),
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def seg_loss(model: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -95,7 +97,7 @@ def make_models(sizes: Sizes, seed: int) -> dict[str, nn.Module]:
 
 def run(budget: Budget, seed: int) -> Result:
     """Train ParaTransCNN and the ResNet U-Net on the same organ slices; compare test Dice."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     with one_thread():

@@ -30,11 +30,12 @@ from archlab.data.volumes import (
     volume_batches,
 )
 from archlab.engine import fit_steps
-from archlab.losses import ce_dice_loss
-from archlab.measure import compare_latency, one_thread, predict_labels
-from archlab.metrics import dice
+from archlab.lab.inference import predict_labels
+from archlab.lab.losses import ce_dice_loss
+from archlab.lab.metrics import dice
+from archlab.lab.profiling import compare_latency, one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.dense.pls_net.model import SPEC, PlsNet, PlsNetConfig, n_params
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ QUICK = Sizes(
     unet_widths=(8, 16, 32, 64), steps=220, batch_size=2, lr=6e-3, dice_margin=0.08,
     f1_margin=0.05,
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def _loss(model: nn.Module, batch: tuple[Tensor, Tensor]):
@@ -92,7 +94,7 @@ def evaluate(pred: Tensor, test: LesionVolumes) -> dict[str, float]:
 
 def run(budget: Budget, seed: int) -> Result:
     """Train PLS-Net and a 3-D U-Net on the same volumes; check the paper's claims."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     with one_thread():
@@ -156,7 +158,7 @@ def run(budget: Budget, seed: int) -> Result:
 
 def _plot(test: LesionVolumes, preds: dict[str, Tensor]):
     """Axial slices through the largest lesion of up to 6 test volumes, small to large."""
-    from archlab.plots import overlay_grid
+    from archlab.lab.plots import overlay_grid
 
     picks = []
     for i, vox in enumerate(test.lesion_voxels):

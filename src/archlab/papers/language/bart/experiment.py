@@ -32,9 +32,9 @@ from torch import Tensor
 
 from archlab.data.text import SPECIAL_TOKENS, grammar_corpus
 from archlab.engine import TrainConfig, Trainer, seed_everything
+from archlab.lab.result import Budget, Result
 from archlab.papers.language.bart.model import SPEC, Bart, BartConfig
 from archlab.papers.language.bart.noising import Noiser, paper_noiser
-from archlab.results import Budget, Result
 
 PAD, BOS, EOS, UNK, MASK = range(len(SPECIAL_TOKENS))
 IGNORE = -100
@@ -124,6 +124,7 @@ FULL = Sizes(  # larger and longer, with BART's infilling + permutation (not run
     finetune_lr=1e-3,
     n_eval=500,
 )
+BUDGETS = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
 
 
 # ---------------------------------------------------------------------------- data
@@ -314,7 +315,7 @@ def evaluate_reconstruction(
 # ---------------------------------------------------------------------------- run
 def run(budget: Budget, seed: int) -> Result:
     """Pretrain one model per noising scheme, fine-tune each and a scratch model, compare."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK, full=FULL)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     t_start, c_start = time.perf_counter(), time.process_time()
     vocab = vocabulary()

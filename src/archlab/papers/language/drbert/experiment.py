@@ -39,9 +39,9 @@ from torch import Tensor
 from archlab.baselines.bert import Bert, BertConfig
 from archlab.data.text import grammar_corpus, grammar_sentence, train_bpe
 from archlab.engine import TrainConfig, Trainer, seed_everything
-from archlab.measure import compare_latency, count_flops
+from archlab.lab.profiling import compare_latency, count_flops
+from archlab.lab.result import Budget, Result
 from archlab.papers.language.drbert.model import SPEC, BertClassifier, DrBert, DrBertConfig
-from archlab.results import Budget, Result
 
 PAD, BOS, EOS, UNK, MASK = 0, 1, 2, 3, 4
 N_SPECIAL = 5
@@ -84,6 +84,7 @@ SMOKE = Sizes(
 )
 QUICK = Sizes(1, 5, 64, 2, 2, 24, 1000, 32, 2e-3, 128, 1000, 100, 32, 5e-4)
 FULL = Sizes(3, 5, 128, 4, 2, 64, 20_000, 128, 1e-3, 128, 2000, 100, 32, 5e-4, device="auto")
+BUDGETS = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -332,7 +333,7 @@ def inference_cost(cfg: BertConfig, pretrained: DrBert, ids: Tensor, mask: Tenso
 
 def run(budget: Budget, seed: int) -> Result:
     """Pretrain both arms, fine-tune the encoders on PP attachment, compare; measure the cost."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK, full=FULL)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     threads = torch.get_num_threads()

@@ -25,13 +25,13 @@ import torch
 
 from archlab.baselines.lstm_seq2seq import LSTMSeq2Seq, LSTMSeq2SeqConfig
 from archlab.engine import TrainConfig, Trainer
+from archlab.lab.result import Budget, Result
 from archlab.papers.language.pointer_net import tasks
 from archlab.papers.language.pointer_net.model import (
     SPEC,
     PointerNet,
     pointer_loss,
 )
-from archlab.results import Budget, Result
 
 SORT_RANGE = (5, 10)  # training lengths of the sorting task
 HULL_RANGE = (5, 20)  # training lengths of the convex hull task
@@ -56,6 +56,7 @@ class Sizes:
 
 SMOKE = Sizes(16, 16, 16, 2e-3, 3, 3, 8, (5, 10, 15), (10, 20, 40))
 QUICK = Sizes(64, 128, 64, 2e-3, 1000, 800, 500, (5, 10, 15, 20), (10, 20, 30, 40))
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 # ----------------------------------------------------------------------------- training
@@ -158,7 +159,7 @@ def run(budget: Budget, seed: int) -> Result:
     import matplotlib
 
     matplotlib.use("Agg")
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(
         slug=SPEC.slug, title=SPEC.title, claim=SPEC.claim, budget=budget.value, seed=seed
     )

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from archlab.engine import TrainConfig, Trainer, seed_everything
 from archlab.generate import generate
+from archlab.lab.result import Budget, Result
 from archlab.nn import DecoderCache
 from archlab.papers.language.return_of_encoder.data import (
     BOS,
@@ -61,7 +62,6 @@ from archlab.papers.language.return_of_encoder.model import (
     kd_objective,
     matched_decoder_only,
 )
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -449,9 +449,12 @@ def _figures(sweep: dict, curves: dict[str, list[dict]], teacher_eval: dict) -> 
     return figures
 
 
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
+
+
 def run(budget: Budget, seed: int) -> Result:
     """Train teacher, decoder-only baseline, CE and KD students; time the two architectures."""
-    sizes = Budget.parse(budget).pick(SMOKE, QUICK)
+    sizes = Budget.parse(budget).settings(BUDGETS)
     result = Result(
         slug=SPEC.slug, title=SPEC.title, claim=SPEC.claim, budget=budget.value, seed=seed
     )

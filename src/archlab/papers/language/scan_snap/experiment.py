@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from archlab.engine import TrainConfig, Trainer, seed_everything
+from archlab.lab.result import Budget, Result
 from archlab.papers.language.scan_snap.data import LAYOUTS, SequenceClasses
 from archlab.papers.language.scan_snap.model import (
     SPEC,
@@ -38,7 +39,6 @@ from archlab.papers.language.scan_snap.model import (
     ScanSnapYZ,
     next_token_loss,
 )
-from archlab.results import Budget, Result
 
 RATE_TOL = 1e-3  # nats/step: the entropy is "frozen" once its smoothed change rate stays below
 RATE_WINDOW = 5  # steps over which the rate is smoothed
@@ -59,6 +59,7 @@ class Sizes:
 
 SMOKE = Sizes("tiny", 16, 4, 16, 8, 3.0, (1.0, 10.0))
 QUICK = Sizes("base", 64, 200, 128, 256, 3.0, (1.0, 3.0, 10.0))
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 @dataclass
@@ -256,7 +257,7 @@ def _figures(trajs: list[Trajectory], classes: SequenceClasses, stats: list[dict
 
 def run(budget: Budget, seed: int) -> Result:
     """Train at every learning-rate ratio, measure scan and snap, and check the claim."""
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     classes = SequenceClasses(LAYOUTS[sizes.layout])
     threads = torch.get_num_threads()

@@ -29,14 +29,16 @@ from archlab.baselines.mlp_mixer import MlpMixer, MlpMixerConfig
 from archlab.baselines.vit import ViT, ViTConfig
 from archlab.data import Augment, image_batches, load_digits_images, split_per_class
 from archlab.engine import fit_steps
-from archlab.measure import classification_loss, evaluate_accuracy, forward_flops
+from archlab.lab.inference import evaluate_accuracy
+from archlab.lab.losses import classification_loss
+from archlab.lab.profiling import forward_flops
+from archlab.lab.result import Budget, Result
 from archlab.papers.vision.activator.model import (
     PAPER_GLU_VARIANTS,
     SPEC,
     Activator,
     ActivatorConfig,
 )
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ QUICK = Sizes(
     flops_ratio=0.7,
     glu_spread=0.03,
 )
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 IMAGE_SIZE, PATCH_SIZE = 8, 2
 ABLATED_VARIANTS = ("GEGLU", "SwiGLU", "ReGLU")
@@ -165,7 +168,7 @@ def run(budget: Budget, seed: int) -> Result:
     import matplotlib
 
     matplotlib.use("Agg")
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     (x_train, y_train), (x_test, y_test) = load_data(sizes)

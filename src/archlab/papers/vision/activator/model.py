@@ -265,7 +265,7 @@ def _example_input(model: Activator, batch_size: int) -> tuple[Tensor]:
 
 def _task(cfg: ActivatorConfig, seed: int):
     """``archlab train``: textured shapes for RGB models, the MNIST subset for grey ones."""
-    from archlab.data.images import default_image_task
+    from archlab.lab.tasks import default_image_task
 
     return default_image_task(cfg.image_size, cfg.n_channels, cfg.n_classes, seed)
 

@@ -27,12 +27,10 @@ from torch import nn
 
 from archlab.data import Augment, image_batches, load_mnist_subset, split_per_class
 from archlab.engine import fit_steps
-from archlab.measure import (
-    classification_loss,
-    compare_latency,
-    evaluate_accuracy,
-    forward_flops,
-)
+from archlab.lab.inference import evaluate_accuracy
+from archlab.lab.losses import classification_loss
+from archlab.lab.profiling import compare_latency, forward_flops
+from archlab.lab.result import Budget, Result
 from archlab.papers.vision.ascan.model import (
     MINI,
     SPEC,
@@ -41,7 +39,6 @@ from archlab.papers.vision.ascan.model import (
     reversed_layout,
     symmetric_layout,
 )
-from archlab.results import Budget, Result
 
 LAYOUTS = {
     "ascan": MINI.layout,
@@ -97,6 +94,7 @@ QUICK = Sizes(
     latency_ratio=0.8,
     min_accuracy=0.9,
 )
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def config_for(layout: str) -> AsCANConfig:
@@ -138,7 +136,7 @@ def run(budget: Budget, seed: int) -> Result:
     import matplotlib
 
     matplotlib.use("Agg")
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
     m = result.metrics
     (x_train, y_train), (x_test, y_test) = load_data(sizes, seed)

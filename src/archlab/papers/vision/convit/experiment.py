@@ -31,14 +31,15 @@ from torch import Tensor, nn
 from archlab.baselines.vit import ViT, ViTConfig
 from archlab.data import Augment, image_batches, load_mnist_subset, split_per_class
 from archlab.engine import TrainConfig, Trainer
-from archlab.measure import accuracy, evaluate_accuracy
+from archlab.lab.inference import evaluate_accuracy
+from archlab.lab.metrics import accuracy
+from archlab.lab.result import Budget, Result
 from archlab.papers.vision.convit.model import (
     SPEC,
     ConViT,
     ConViTConfig,
     mean_attention_distance,
 )
-from archlab.results import Budget, Result
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ QUICK = Sizes(
     margin=0.05,
 )
 FULL = dataclasses.replace(QUICK, seeds=5, steps=3000, eval_every=500)
+BUDGETS = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
 
 
 def make_models(sizes: Sizes, seed: int, n_channels: int = 1, image_size: int = 28):
@@ -219,7 +221,7 @@ def run(budget: Budget, seed: int) -> Result:
     import matplotlib
 
     matplotlib.use("Agg")
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK, full=FULL)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(
         slug=SPEC.slug, title=SPEC.title, claim=SPEC.claim, budget=budget.value, seed=seed
     )

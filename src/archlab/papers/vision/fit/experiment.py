@@ -34,9 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archlab.engine import fit_steps
-from archlab.measure import classification_loss, compare_latency, one_thread
+from archlab.lab.losses import classification_loss
+from archlab.lab.profiling import compare_latency, one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.vision.fit.model import FIT, SPEC, FITConfig, parse_layout
-from archlab.results import Budget, Result
 
 N_FILLERS = 1  # filler token ids 1..N_FILLERS; 0 is the reader token
 
@@ -77,6 +78,7 @@ QUICK = Sizes(
     timing_repeats=3, memory_lengths=(1024, 2048, 4096), check_length=4096,
     timing_group_size=64, timing_latents=4, d_timing=64, fit_layout="(1)1(1)1(1)",
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 def vocab_size(n_symbols: int) -> int:
@@ -232,7 +234,7 @@ def run(budget: Budget, seed: int) -> Result:
     import matplotlib
 
     matplotlib.use("Agg")
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(
         slug=SPEC.slug, title=SPEC.title, claim=SPEC.claim, budget=budget.value, seed=seed
     )

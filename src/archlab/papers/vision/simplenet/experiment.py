@@ -25,7 +25,10 @@ from torch import Tensor, nn
 from archlab.baselines.resnet import ResNet, ResNetConfig
 from archlab.data import Augment, image_batches, load_digits_images, split_per_class
 from archlab.engine import fit_steps
-from archlab.measure import classification_loss, compare_latency, evaluate_accuracy, one_thread
+from archlab.lab.inference import evaluate_accuracy
+from archlab.lab.losses import classification_loss
+from archlab.lab.profiling import compare_latency, one_thread
+from archlab.lab.result import Budget, Result
 from archlab.papers.vision.simplenet.model import (
     CIFAR_310K,
     SPEC,
@@ -33,7 +36,6 @@ from archlab.papers.vision.simplenet.model import (
     SimpleNet,
     SimpleNetConfig,
 )
-from archlab.results import Budget, Result
 
 RESNET20 = ResNetConfig(widths=(16, 32, 64), depths=(3, 3, 3))
 RESNET32 = ResNetConfig(widths=(16, 32, 64), depths=(5, 5, 5))
@@ -67,6 +69,7 @@ QUICK = Sizes(
     batch_size=64, lr=4e-3, weight_decay=5e-4, warmup_steps=10, noise=0.1, latency_repeats=15,
     margin=0.01,
 )  # fmt: skip
+BUDGETS = {"smoke": SMOKE, "quick": QUICK}
 
 
 class NoisyCrops:
@@ -132,7 +135,7 @@ def run(budget: Budget, seed: int) -> Result:
     import matplotlib
 
     matplotlib.use("Agg")
-    sizes: Sizes = budget.pick(smoke=SMOKE, quick=QUICK)
+    sizes: Sizes = budget.settings(BUDGETS)
     result = Result(
         slug=SPEC.slug, title=SPEC.title, claim=SPEC.claim, budget=budget.value, seed=seed
     )

@@ -1,4 +1,4 @@
-"""Measuring models: classification accuracy, FLOPs, and paired latency comparisons.
+"""Profiling models: parameter counts, FLOPs, and paired latency comparisons.
 
 ``count_flops`` uses ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions and
 attention; a multiply-add counts as 2 FLOPs). ``compare_latency`` times two callables
@@ -17,54 +17,15 @@ import torch
 from torch import Tensor, nn
 
 
-def accuracy(logits: Tensor, labels: Tensor) -> float:
-    """Fraction of rows whose arg-max equals the label: logits (B, K), labels (B,)."""
-    return (logits.argmax(-1) == labels).float().mean().item()
-
-
-def classification_loss(model: nn.Module, batch: tuple[Tensor, Tensor]):
-    """Engine loss of a classifier: cross-entropy of ``model(x)`` (B, K) against ``y`` (B,),
-    with the batch accuracy as metric."""
-    x, y = batch
-    logits = model(x)
-    return torch.nn.functional.cross_entropy(logits, y), {"acc": accuracy(logits.detach(), y)}
-
-
-@torch.no_grad()
-def evaluate_accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 256):
-    """Accuracy of ``model`` (put in eval mode, then restored) over a whole tensor dataset.
-
-    Args:
-        model: maps (B, ...) to logits (B, K).
-        images: inputs (n, ...).
-        labels: (n,) int64.
-        batch_size: evaluation batch size.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    for i in range(0, len(images), batch_size):
-        logits = model(images[i : i + batch_size].to(device))
-        correct += (logits.argmax(-1).cpu() == labels[i : i + batch_size]).sum().item()
-    model.train(was_training)
-    return correct / len(images)
-
-
-@torch.no_grad()
-def predict_labels(model: nn.Module, images: Tensor, batch_size: int = 32) -> Tensor:
-    """Arg-max label maps of a segmentation model in eval mode, in batches (mode restored).
-
-    ``(N, C, *S)`` inputs -> ``(N, *S)`` int64 labels from ``(B, K, *S)`` logits.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat(
-            [model(images[i : i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]
-        )
-    finally:
-        model.train(was_training)
+def n_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model`` (shared tensors counted once)."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) in seen or (trainable_only and not p.requires_grad):
+            continue
+        seen.add(id(p))
+        total += p.numel()
+    return total
 
 
 def count_flops(model: nn.Module, *inputs, backward: bool = False) -> int:
@@ -187,15 +148,6 @@ def training_step(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Calla
 
 
 @contextlib.contextmanager
-def one_thread():
-    """Run the block with one intra-op torch thread (reproductions wrap ``run()`` in it).
-
-    On shared, oversubscribed cores torch's OpenMP threads stall at barriers (measured 5-10x
-    slower); one thread makes timings stable and usually faster for small models.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+def one_thread():  # transitional: removed once every experiment is on the kit
+    """No-op: the thread policy belongs to the CLI (``archlab reproduce --threads``)."""
+    yield

@@ -2,8 +2,9 @@
 
 ``overlay_grid`` draws inputs with label maps or heatmaps overlaid (one row per model, one column
 per example); ``image_grid`` draws image rows side by side (restoration: input / outputs /
-target). Both return a matplotlib ``Figure`` to put in ``Result.figures``. matplotlib is imported
-inside the functions with the non-interactive Agg backend.
+target). Both return a matplotlib ``Figure`` to put in ``Result.figures``. Figures are built
+as ``matplotlib.figure.Figure`` objects without pyplot: no global figure state and no backend
+switch (a notebook user's backend is left alone).
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import numpy as np
 from torch import Tensor
 
 
+def new_figure(figsize: tuple[float, float] = (6.4, 4.4)):
+    """A ``matplotlib.figure.Figure`` that belongs to no pyplot state (nothing to close)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
 def _figure(n_rows: int, n_cols: int, scale: float = 1.6):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(scale * n_cols, scale * n_rows), squeeze=False
-    )
+    fig = new_figure(figsize=(scale * n_cols, scale * n_rows))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -63,11 +65,11 @@ def overlay_grid(
         n_classes: colour range of label maps (default: the largest label + 1).
         titles: optional per-column titles (e.g. "count 41").
     """
-    import matplotlib.pyplot as plt
+    import matplotlib
 
     n = images.shape[0]
     fig, axes = _figure(len(rows), n)
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     for r, (name, maps) in enumerate(rows.items()):
         if maps.shape[0] != n:
             raise ValueError(f"row {name!r} has {maps.shape[0]} maps for {n} images")
@@ -116,3 +118,28 @@ def labels_from_logits(logits: Tensor) -> Tensor:
 
 
 __all__ = ["image_grid", "labels_from_logits", "overlay_grid"]
+
+
+def learning_curves(curves: Mapping[str, Sequence[Sequence[float]]], title: str = ""):
+    """Training loss against step, one line per arm (log-scaled loss when it spans a decade)."""
+    fig = new_figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    lows, highs = [], []
+    for arm, points in curves.items():
+        if not points:
+            continue
+        steps = [p[0] for p in points]
+        losses = [p[1] for p in points]
+        ax.plot(steps, losses, label=arm, lw=1.4)
+        finite = [v for v in losses if v is not None and np.isfinite(v)]
+        if finite:
+            lows.append(min(finite))
+            highs.append(max(finite))
+    if lows and min(lows) > 0 and max(highs) / min(lows) > 10:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (mean over each interval)")
+    ax.set_title(title or "learning curves")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from archlab.registry import FAMILIES, ArchlabError, UnknownNameError, close_matches_message
+from archlab.catalog import FAMILIES, PAPERS_DOC, PaperInfo, render_index
+from archlab.errors import ArchlabError, UnknownNameError, close_matches_message
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]
 TEMPLATE = PACKAGE / "papers" / "_template"
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -18,15 +19,12 @@ def _render(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def add_to_index(index_file: Path, slug: str, module: str) -> None:
-    """Insert ``"slug": "module",`` into the sorted ``INDEX`` literal of ``index_file``."""
-    lines = index_file.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("INDEX"))
-    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "}")
-    entries = lines[start + 1 : end]
-    entries.append(f'    "{slug}": "{module}",')
-    entries.sort(key=lambda line: line.strip().split('"')[1])
-    index_file.write_text("\n".join(lines[: start + 1] + entries + lines[end:]) + "\n")
+def add_to_index(index_file: Path, entry: PaperInfo) -> None:
+    """Rewrite the sorted ``INDEX`` module ``index_file`` with ``entry`` added."""
+    import runpy
+
+    entries = list(runpy.run_path(str(index_file))["INDEX"].values()) + [entry]
+    index_file.write_text(render_index(entries, PAPERS_DOC))
 
 
 def new_paper(name: str, root: Path | None = None, title: str | None = None) -> list[Path]:
@@ -78,5 +76,15 @@ def new_paper(name: str, root: Path | None = None, title: str | None = None) -> 
         f'    assert archlab.build("{slug}/tiny") is not None\n'
     )
     created.append(test)
-    add_to_index(pkg / "papers" / "__init__.py", slug, f"archlab.papers.{family}.{slug}")
+    entry = PaperInfo(
+        slug=slug,
+        module=f"archlab.papers.{family}.{slug}",
+        family=family,
+        title=values["title"],
+        arxiv="0000.00000",
+        fidelity="unverified",
+        variants=("tiny", "base"),
+        budgets=("smoke", "quick"),
+    )
+    add_to_index(pkg / "papers" / "__init__.py", entry)
     return created

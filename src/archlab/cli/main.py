@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from archlab.registry import ArchlabError
+from archlab.errors import ArchlabError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -83,14 +83,20 @@ def cmd_show(args) -> int:
     if s.experiment is None:
         console.print("baseline: no reproduction of its own")
     else:
-        console.print(f"reproduce: archlab reproduce {s.slug} --budget quick")
+        from archlab.registry import info
+
+        budgets = info(s.slug).budgets
+        console.print(f"budgets: {', '.join(budgets)}")
+        console.print(f"reproduce: archlab reproduce {s.slug} --budget {budgets[1]}")
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    from archlab.training_run import train
+    from archlab.cli.train import train
 
+    if args.threads is not None:
+        set_thread_policy(args.threads)
     result = train(
         args.name,
         overrides=args.set or [],
@@ -110,9 +116,8 @@ def cmd_train(args) -> int:
 
 # ---------------------------------------------------------------------------------------- reproduce
 def cmd_reproduce(args) -> int:
-    from archlab.registry import _paper_index, spec
-    from archlab.reproduce_run import default_out, reproduce
-    from archlab.results import Budget
+    from archlab.lab.result import Budget
+    from archlab.registry import _paper_index, info
 
     budget = Budget.parse(args.budget)
     if args.all and args.slugs:
@@ -120,13 +125,28 @@ def cmd_reproduce(args) -> int:
     slugs = list(_paper_index()) if args.all else args.slugs
     if not slugs:
         raise ArchlabError("name at least one paper (or --all); see `archlab list`")
-    for slug in slugs:  # validate every name before running anything
-        if spec(slug).experiment is None:
+    for slug in slugs:  # validate every name and budget before running anything
+        entry = info(slug)
+        if entry.is_baseline:
             raise ArchlabError(f"{slug} is a baseline; it has no reproduction of its own")
+        budget.settings(dict.fromkeys(entry.budgets), slug)
+    threads = set_thread_policy(args.threads)
+    import torch
+
+    from archlab.engine.distributed import resolve_device
+    from archlab.lab.runner import default_out, reproduce
+
+    device = resolve_device(args.device)
+    _console(stderr=True).print(
+        f"policy: {threads} torch thread(s), device {device}"
+        + (", bf16 autocast" if device.type == "cuda" else ""),
+        style="dim",
+    )
     results = []
     for slug in slugs:
         out = default_out(slug, budget, args.seed, runs=args.out)
-        r = reproduce(slug, budget=budget, seed=args.seed, out=out)
+        torch.set_num_threads(threads)
+        r = reproduce(slug, budget=budget, seed=args.seed, out=out, device=str(device))
         results.append(r)
         if not args.json:
             print_claim_table(r, out)
@@ -135,10 +155,22 @@ def cmd_reproduce(args) -> int:
     return EXIT_OK if all(r.holds for r in results) else EXIT_FAILED
 
 
+def set_thread_policy(threads: int | None) -> int:
+    """The run's torch intra-op thread count, set once by the CLI (default 1: on small models
+    and shared cores extra threads mostly wait at barriers) and returned for the record."""
+    import torch
+
+    n = 1 if threads is None else threads
+    if n < 1:
+        raise ArchlabError(f"--threads must be >= 1, got {n}")
+    torch.set_num_threads(n)
+    return n
+
+
 def print_claim_table(r, out: Path) -> None:
     from rich.table import Table
 
-    from archlab.results import format_metric
+    from archlab.lab.report import format_metric
 
     console = _console()
     verdict = "[green]HOLDS[/green]" if r.holds else "[red]DOES NOT HOLD[/red]"
@@ -146,9 +178,10 @@ def print_claim_table(r, out: Path) -> None:
         f"\n[bold]{r.slug}[/bold] ({r.budget}, seed {r.seed}): {verdict} in {r.elapsed_s:.0f} s"
     )
     console.print(f"claim: {r.claim}")
-    table = Table("check", "passed", "measured")
+    table = Table("check", "kind", "passed", "measured")
     for c in r.checks:
-        table.add_row(c.name, "[green]yes[/green]" if c.passed else "[red]no[/red]", c.detail)
+        ok = "[green]yes[/green]" if c.passed else "[red]no[/red]"
+        table.add_row(c.name, c.kind, ok, c.detail)
     console.print(table)
     metrics = ", ".join(f"{k}={format_metric(v)}" for k, v in r.metrics.items())
     console.print(f"metrics: {metrics}")
@@ -158,7 +191,7 @@ def print_claim_table(r, out: Path) -> None:
 # ---------------------------------------------------------------------------------------- report
 def cmd_report(args) -> int:
     from archlab.engine.checkpoint import atomic_write_text
-    from archlab.results import html_report, load_results, markdown_report, results_table
+    from archlab.lab.report import html_report, load_results, markdown_report, results_table
 
     runs = Path(args.runs)
     results = load_results(runs)
@@ -199,7 +232,7 @@ def update_readme(path: Path, section: str, body: str) -> None:
 
 # ---------------------------------------------------------------------------------------- new
 def cmd_new(args) -> int:
-    from archlab.scaffold import new_paper
+    from archlab.cli.new import new_paper
 
     created = new_paper(args.name)
     for p in created:
@@ -228,13 +261,16 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", type=int)
     q.add_argument("--out", required=True)
     q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=int, help="default 0 (or the recorded seed with --resume)")
+    q.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     q.set_defaults(func=cmd_train)
 
     q = sub.add_parser("reproduce", help="run reproductions and check their claims")
     q.add_argument("slugs", nargs="*", metavar="SLUG")
     q.add_argument("--all", action="store_true")
-    q.add_argument("--budget", default="quick", help="smoke | quick | full")
+    q.add_argument("--budget", default="quick", help="smoke | quick | standard | full")
+    q.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    q.add_argument("--threads", type=int, help="torch intra-op threads (default: 1)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default="runs", help="runs folder (default: runs)")
     q.add_argument("--json", action="store_true")
@@ -252,8 +288,16 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"archlab: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = make_parser().parse_args(argv)
+    saved = warnings.showwarning
+    warnings.showwarning = _show_warning  # the CLI's policy: warnings on one line
     try:
         return args.func(args)
     except ArchlabError as e:
@@ -264,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archlab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = saved
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def _check_seg(logits: Tensor, target: Tensor) -> None:
@@ -90,3 +90,13 @@ def density_mse(pred: Tensor, target: Tensor, reduction: str = "sum_per_image") 
     if reduction == "sum_per_image":
         return (pred - target).square().flatten(1).sum(1).mean()
     raise ValueError(f"reduction must be 'sum_per_image' or 'mean', got {reduction!r}")
+
+
+def classification_loss(model: nn.Module, batch: tuple[Tensor, Tensor]):
+    """Engine loss of a classifier: cross-entropy of ``model(x)`` (B, K) against ``y`` (B,),
+    with the batch accuracy as metric (a tensor: the engine reads it at its logging interval,
+    so no host sync happens per step)."""
+    x, y = batch
+    logits = model(x)
+    acc = (logits.detach().argmax(-1) == y).float().mean()
+    return F.cross_entropy(logits, y), {"acc": acc}

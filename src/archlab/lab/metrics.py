@@ -212,3 +212,8 @@ def ssim(
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     values = s.mean(dim=(1, 2, 3))  # (B,)
     return values if per_image else float(values.mean())
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Fraction of rows whose arg-max equals the label: logits (B, K), labels (B,)."""
+    return (logits.argmax(-1) == labels).float().mean().item()

@@ -1,0 +1,278 @@
+"""``Lab``: one reproduction run. It owns the ``Result`` and gives an experiment its vocabulary.
+
+An experiment's ``run(lab)`` reads like its claim::
+
+    s = lab.settings                                   # this budget's row of BUDGETS
+    train = make_data(seed=lab.seed_for("train"))      # named random streams, no offsets
+    models = {arm: lab.build(arm, make) for arm, make in arms(s).items()}   # same init stream
+    for arm, model in models.items():
+        lab.fit(arm, model, loss_fn, train, s.recipe)   # same data stream, same recipe
+        lab.measure(f"psnr/{arm}", psnr(predict(model, x_test), y_test))
+    lab.compare("MAXIM beats a U-Net of similar size", "psnr", "maxim", "unet",
+                margin=s.margin_db, unit=" dB")
+
+Random streams: ``lab.seed_for(purpose)`` derives a 63-bit seed from the run's seed and a name
+(``"train"``, ``"test"``, ``"noise"``, ``"init"``, ...) by hashing, so streams of different
+purposes are independent and adding one changes no other. ``lab.rng(purpose)`` is a fresh
+``torch.Generator`` on that stream. Nothing here touches the process's global generators:
+models are built and trained under an isolated random state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from archlab.engine.distributed import resolve_device
+from archlab.engine.seed import isolated_rng
+from archlab.lab.profiling import n_params
+from archlab.lab.recipe import Recipe
+from archlab.lab.result import CLAIM, INVARIANT, Budget, Result
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A 63-bit seed for ``purpose`` within a run of ``seed`` (stable across Python versions)."""
+    digest = hashlib.sha256(f"archlab/{int(seed)}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def fmt(value: float) -> str:
+    """A number as the checks print it: 4 significant digits, thousands separated when large."""
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1e4):
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+@dataclass
+class Fit:
+    """What ``Lab.fit`` measured for one arm.
+
+    Attributes:
+        arm: the arm's name.
+        train_s: wall seconds of training.
+        curve: ``[[step, mean training loss since the previous point], ...]``.
+        eval_metrics: the last evaluation (when an ``eval_fn`` was given).
+    """
+
+    arm: str
+    train_s: float
+    curve: list[list[float]] = field(default_factory=list)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final_loss(self) -> float:
+        return self.curve[-1][1] if self.curve else math.nan
+
+    def flattening(self, fraction: float = 0.25) -> float:
+        """Relative drop of the loss over the last ``fraction`` of training: ``(first - last) /
+        |first|`` of the curve's last quarter (small: the curve has flattened)."""
+        if len(self.curve) < 4:
+            return math.nan
+        tail = self.curve[int(len(self.curve) * (1 - fraction)) - 1 :]
+        first, last = tail[0][1], tail[-1][1]
+        return (first - last) / max(abs(first), 1e-12)
+
+
+class Lab:
+    """One reproduction run of one paper at one budget and seed.
+
+    Args:
+        spec: the paper's ``PaperSpec`` (slug, title, claim).
+        budget: ``smoke`` | ``quick`` | ``standard`` | ``full``.
+        seed: the run's seed; every random stream derives from it.
+        budgets: the paper's ``BUDGETS`` table (budget name -> settings); a budget missing from
+            it is refused with one line.
+        device: ``cpu`` | ``cuda`` | ``auto``: where arms are trained (bf16 autocast on CUDA).
+    """
+
+    def __init__(
+        self,
+        spec: Any,
+        budget: str | Budget,
+        seed: int,
+        budgets: Mapping[str, Any],
+        device: str = "cpu",
+    ):
+        self.spec = spec
+        self.budget = Budget.parse(budget)
+        self.seed = int(seed)
+        self.settings = self.budget.settings(budgets, spec.slug)
+        self.device = resolve_device(device)
+        self.result = Result(spec.slug, spec.title, spec.claim, self.budget.value, self.seed)
+        self.metrics = self.result.metrics
+        self.fits: dict[str, Fit] = {}
+
+    # ------------------------------------------------------------------ random streams
+    def seed_for(self, purpose: str) -> int:
+        """The seed of the named stream ``purpose`` (e.g. ``"train"``, ``"test"``, ``"noise"``)."""
+        return derive_seed(self.seed, purpose)
+
+    def rng(self, purpose: str) -> torch.Generator:
+        """A fresh CPU ``torch.Generator`` on the named stream."""
+        return torch.Generator().manual_seed(self.seed_for(purpose))
+
+    # ------------------------------------------------------------------ arms
+    def build(self, arm: str, make: Callable[[], nn.Module], stream: str = "init") -> nn.Module:
+        """Build an arm's model under the ``stream`` random state (the same for every arm unless
+        told otherwise) and record ``params/<arm>``."""
+        with isolated_rng(self.seed_for(stream)):
+            model = make()
+        self.metrics[f"params/{arm}"] = n_params(model)
+        return model
+
+    def fit(
+        self,
+        arm: str,
+        model: nn.Module,
+        loss_fn: Callable,
+        data: Any,
+        recipe: Recipe,
+        *,
+        eval_fn: Callable | None = None,
+        params: Any = None,
+        stream: str = "train",
+    ) -> Fit:
+        """Train ``model`` with the engine on ``data`` under ``recipe`` on the run's device.
+
+        Every arm fitted on the same ``stream`` sees the same batches in the same order (the
+        data order and dropout are seeded from the stream). Records ``train_s/<arm>`` and the
+        arm's learning curve. ``data`` is a ``(batch_size, generator) -> batch`` callable or a
+        map-style dataset; ``loss_fn`` is ``(model, batch) -> (loss, metrics)``.
+        """
+        from archlab.engine.trainer import Trainer
+
+        cfg = recipe.train_config(
+            seed=self.seed_for(stream),
+            device=str(self.device),
+            amp=self.device.type == "cuda",
+        )
+        t0 = time.perf_counter()
+        out = Trainer(model, loss_fn, cfg, eval_fn=eval_fn, params=params).fit(data)
+        seconds = time.perf_counter() - t0
+        curve = [[row["step"], row["loss_mean"]] for row in out.history]
+        fit = Fit(arm, seconds, curve, dict(out.eval_metrics))
+        self.fits[arm] = fit
+        self.result.curves[arm] = curve
+        self.metrics[f"train_s/{arm}"] = seconds
+        return fit
+
+    # ------------------------------------------------------------------ measuring
+    def measure(self, name: str, value: float) -> float:
+        """Record a number measured in this run (``"<metric>/<arm>"`` by convention)."""
+        value = float(value)
+        self.metrics[name] = value
+        return value
+
+    def measure_arms(
+        self, metric: str, fn: Callable[[nn.Module], float], models: Mapping[str, nn.Module]
+    ) -> dict[str, float]:
+        """``fn(model)`` for every arm, recorded as ``<metric>/<arm>``."""
+        return {arm: self.measure(f"{metric}/{arm}", fn(m)) for arm, m in models.items()}
+
+    def value(self, metric: str, arm: str | None = None) -> float:
+        return self.metrics[f"{metric}/{arm}" if arm is not None else metric]
+
+    # ------------------------------------------------------------------ checks
+    def compare(
+        self,
+        claim: str,
+        metric: str,
+        a: str,
+        b: str,
+        *,
+        margin: float = 0.0,
+        higher_is_better: bool = True,
+        unit: str = "",
+        note: str = "",
+        kind: str = CLAIM,
+    ) -> bool:
+        """Check ``metric`` of arm ``a`` against arm ``b`` with a margin from the budget table.
+
+        Higher is better: holds when ``a >= b + margin``; lower is better: ``a <= b - margin``
+        (a negative margin allows ``a`` to trail ``b`` by that much). The detail gives both
+        numbers, the difference and what was needed.
+        """
+        va, vb = self.value(metric, a), self.value(metric, b)
+        return self.compare_values(
+            claim, (a, va), (b, vb), margin=margin, higher_is_better=higher_is_better,
+            unit=unit, note=note, kind=kind,
+        )  # fmt: skip
+
+    def compare_values(
+        self,
+        claim: str,
+        a: tuple[str, float],
+        b: tuple[str, float],
+        *,
+        margin: float = 0.0,
+        higher_is_better: bool = True,
+        unit: str = "",
+        note: str = "",
+        kind: str = CLAIM,
+    ) -> bool:
+        """``compare`` for two labelled values (derived quantities, ratios, ...)."""
+        (la, va), (lb, vb) = a, b
+        if higher_is_better:
+            passed = va >= vb + margin
+            need = f"needs >= {margin:+g}{unit}"
+        else:
+            passed = va <= vb - margin
+            need = f"needs <= {-margin:+g}{unit}"
+        detail = (
+            f"{la} {fmt(va)}{unit} vs {lb} {fmt(vb)}{unit}: "
+            f"difference {va - vb:+.4g}{unit} ({need})"
+        )
+        if note:
+            detail += f"; {note}"
+        return self.result.check(claim, _finite(va, vb) and passed, detail, kind)
+
+    def bound(
+        self,
+        claim: str,
+        label: str,
+        value: float,
+        *,
+        at_least: float | None = None,
+        at_most: float | None = None,
+        unit: str = "",
+        note: str = "",
+        kind: str = CLAIM,
+    ) -> bool:
+        """Check one measured value against fixed bounds from the budget table."""
+        passed = _finite(value)
+        need = []
+        if at_least is not None:
+            passed = passed and value >= at_least
+            need.append(f">= {fmt(at_least)}{unit}")
+        if at_most is not None:
+            passed = passed and value <= at_most
+            need.append(f"<= {fmt(at_most)}{unit}")
+        detail = f"{label} {fmt(value)}{unit} (needs {' and '.join(need)})"
+        if note:
+            detail += f"; {note}"
+        return self.result.check(claim, passed, detail, kind)
+
+    def check(self, claim: str, passed: bool, detail: str) -> bool:
+        """A claim check that is not a comparison of two numbers (give the numbers in detail)."""
+        return self.result.check(claim, passed, detail, CLAIM)
+
+    def invariant(self, name: str, passed: bool, detail: str) -> bool:
+        """A property true by construction (parameter counts, masks, initialisation), reported
+        apart from the claim checks."""
+        return self.result.check(name, passed, detail, INVARIANT)
+
+    # ------------------------------------------------------------------ figures
+    def figure(self, name: str, fig: Any) -> None:
+        """Attach a ``matplotlib.figure.Figure``; saved as ``<name>.png`` beside result.json."""
+        self.result.figures[name] = fig
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(float(v)) for v in values)
