@@ -55,6 +55,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from archlab.interfaces import Cached, CausalLM, Seq2Seq
+
 __all__ = ["CausalDecoding", "Seq2SeqDecoding", "generate"]
 
 
@@ -451,13 +453,13 @@ def generate(
         ValueError: on a bad argument, with a one-line message naming what was expected.
         TypeError: if ``model`` does not implement the decoding protocol.
     """
-    is_seq2seq = hasattr(model, "encode") and hasattr(model, "decode_step")
-    if not is_seq2seq and not hasattr(model, "forward_step"):
+    is_seq2seq = isinstance(model, Seq2Seq)
+    if not is_seq2seq and not isinstance(model, CausalLM):
         raise TypeError(
             f"{type(model).__name__} cannot generate: implement forward_step (decoder-only) or "
             "encode and decode_step (encoder-decoder); see archlab.generate"
         )
-    if use_cache and not hasattr(model, "new_cache"):
+    if use_cache and not isinstance(model, Cached):
         raise TypeError(f"{type(model).__name__} has no new_cache(); pass use_cache=False")
     _check_token_tensor("input_ids", input_ids)
     mask = None if attention_mask is None else _check_mask(attention_mask, input_ids)
