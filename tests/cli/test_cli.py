@@ -71,7 +71,10 @@ def _fake_result(holds: bool) -> Result:
 def test_reproduce_exit_code_follows_claim(capsys, monkeypatch, tmp_path, holds, code):
     import archlab.lab.runner as rr
 
-    monkeypatch.setattr(rr, "reproduce", lambda slug, budget, seed, out, device: _fake_result(holds))
+    def fake(slug, budget, seed, out, device):
+        return _fake_result(holds)
+
+    monkeypatch.setattr(rr, "reproduce", fake)
     got, out, _ = run(capsys, "reproduce", SLUG, "--budget", "smoke", "--out", str(tmp_path))
     assert got == code
     assert ("HOLDS" if holds else "DOES NOT HOLD") in out

@@ -87,3 +87,30 @@ def test_check_dense_input_errors(x, match):
 
 def test_check_dense_input_accepts_valid():
     check_dense_input(torch.randn(2, 1, 4, 8, 8), n_channels=1, n_dims=3, multiple=4)
+
+
+def test_check_dense_input_names_the_models_dtype():
+    model = torch.nn.Conv2d(1, 2, 3)
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match=r"expected float32 input \(the model's dtype\), got float64"
+    ):
+        check_dense_input(x, n_channels=1, name="M", like=model)
+    check_dense_input(x, n_channels=1, name="M", like=model.double())  # a float64 model: fine
+
+
+@pytest.mark.parametrize("slug", [
+    "unet", "ffnet", "guided_attention_seg", "hybridgnet", "m_sfanet", "maxim", "medfe", "medusa_med",
+    "paratranscnn", "pls_net",
+])  # fmt: skip
+def test_dense_models_refuse_float64_images_with_one_line(slug):
+    import archlab
+    from archlab.registry import spec
+
+    s = spec(slug)
+    model = archlab.build(f"{slug}/tiny").eval()
+    args = s.example_input(model, 1)
+    bad = (args[0].double(),) + tuple(args[1:])
+    with pytest.raises(ValueError, match="float32") as e:
+        model(*bad)
+    assert "\n" not in str(e.value)

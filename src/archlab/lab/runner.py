@@ -92,12 +92,17 @@ def reproduce(
     t0 = time.perf_counter()
     import inspect
 
-    if len(inspect.signature(module.run).parameters) == 2:  # transitional: run(budget, seed)
-        result = module.run(b, seed)
-        result.threads, result.device = lab.result.threads, lab.result.device
-    else:
-        module.run(lab)
-        result = lab.result
+    try:
+        if len(inspect.signature(module.run).parameters) == 2:  # transitional: run(budget, seed)
+            result = module.run(b, seed)
+            result.threads, result.device = lab.result.threads, lab.result.device
+        else:
+            module.run(lab)
+            result = lab.result
+    except ModuleNotFoundError as e:  # an optional dependency imported where it is used
+        if not e.name or e.name.split(".")[0] == "archlab":
+            raise
+        raise missing_dependency(slug, e.name, info(slug).extra) from None
     result.elapsed_s = time.perf_counter() - t0
     after = provenance(package)
     if after["code_hash"] != before["code_hash"]:

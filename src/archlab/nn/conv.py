@@ -251,12 +251,14 @@ def check_dense_input(
     n_dims: int = 2,
     multiple: int = 1,
     name: str = "model",
+    like: torch.nn.Module | None = None,
 ) -> None:
     """Raise one clear ``ValueError`` when ``x`` is not what a dense model takes.
 
     Checks, in order: a tensor of rank ``n_dims + 2`` (``(B, C, H, W)`` or ``(B, C, D, H, W)``),
     ``n_channels`` channels (``None`` skips), every spatial size divisible by ``multiple`` (the
-    network's total stride), floating point, and no NaN/Inf values.
+    network's total stride), floating point of the dtype of ``like``'s parameters (the model;
+    under autocast any floating dtype is accepted), and no NaN/Inf values.
     """
     layout = "(B, C, H, W)" if n_dims == 2 else "(B, C, D, H, W)"
     if not isinstance(x, Tensor):
@@ -280,5 +282,13 @@ def check_dense_input(
         )
     if not x.is_floating_point():
         raise ValueError(f"{name}: expected a floating-point input, got {x.dtype}")
+    if like is not None and not torch.is_autocast_enabled(x.device.type):
+        expected = next((p.dtype for p in like.parameters() if p.is_floating_point()), None)
+        if expected is not None and x.dtype != expected:
+            short = str(expected).removeprefix("torch.")
+            raise ValueError(
+                f"{name}: expected {short} input (the model's dtype), got "
+                f"{str(x.dtype).removeprefix('torch.')}; convert with x.to(torch.{short})"
+            )
     if not torch.isfinite(x).all():
         raise ValueError(f"{name}: input contains NaN or Inf values")

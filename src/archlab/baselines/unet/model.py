@@ -126,8 +126,7 @@ class UNet(nn.Module):
 
     def features(self, x: Tensor) -> list[Tensor]:
         """Encoder features, full resolution first: ``[(B, w_i, *S / 2**i)]``."""
-        check_dense_input(
-            x, n_channels=self.cfg.n_channels, n_dims=self.cfg.n_dims,
+        check_dense_input(x, like=self, n_channels=self.cfg.n_channels, n_dims=self.cfg.n_dims,
             multiple=self.cfg.multiple, name="UNet",
         )  # fmt: skip
         feats = []

@@ -307,7 +307,9 @@ class FFNet(nn.Module):
     def forward_stride4(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, K, H/4, W/4)
         """Logits at stride 4 (the official model's output)."""
         cfg = self.cfg
-        check_dense_input(x, n_channels=cfg.n_channels, multiple=cfg.stride, name="ffnet")
+        check_dense_input(
+            x, like=self, n_channels=cfg.n_channels, multiple=cfg.stride, name="ffnet"
+        )
         return self.head(self.backbone(x))
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, K, H, W)

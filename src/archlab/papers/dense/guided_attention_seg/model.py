@@ -216,7 +216,7 @@ class DANet(nn.Module):
         self.head = DualAttentionHead(cfg.widths[-1], cfg.d_features, cfg.n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        check_dense_input(x, n_channels=self.cfg.n_channels, multiple=8, name="DANet")
+        check_dense_input(x, like=self, n_channels=self.cfg.n_channels, multiple=8, name="DANet")
         logits = self.head(self.backbone(x)[-1])  # (B, K, H/8, W/8)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -354,7 +354,11 @@ class GuidedAttentionNet(nn.Module):
         ``F_MS``: ``([(B, C', H/r, W/r)] * 4, (B, C', H/r, W/r))``, r = 4 (2 without stem pool)."""
         cfg = self.cfg
         check_dense_input(
-            x, n_channels=cfg.n_channels, multiple=cfg.multiple, name="GuidedAttentionNet"
+            x,
+            like=self,
+            n_channels=cfg.n_channels,
+            multiple=cfg.multiple,
+            name="GuidedAttentionNet",
         )
         feats = self.backbone(x)
         size = feats[0].shape[-2:]

@@ -396,7 +396,9 @@ class HybridGNet(nn.Module):
 
     def _check(self, x: Tensor) -> None:
         cfg = self.cfg
-        check_dense_input(x, n_channels=cfg.n_channels, n_dims=2, multiple=32, name="HybridGNet")
+        check_dense_input(
+            x, like=self, n_channels=cfg.n_channels, n_dims=2, multiple=32, name="HybridGNet"
+        )
         if tuple(x.shape[-2:]) != (cfg.image_size, cfg.image_size):
             raise ValueError(
                 f"HybridGNet: expected images (B, {cfg.n_channels}, {cfg.image_size}, "

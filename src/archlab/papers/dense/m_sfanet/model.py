@@ -293,7 +293,9 @@ class SFANet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # (B, C, H, W) -> 2 x (B, 1, H/2, W/2)
         cfg = self.cfg
-        check_dense_input(x, n_channels=cfg.n_channels, multiple=cfg.stride, name=cfg.arch)
+        check_dense_input(
+            x, like=self, n_channels=cfg.n_channels, multiple=cfg.stride, name=cfg.arch
+        )
         if cfg.arch == "m_segnet":
             enc = self.vgg.forward_with_indices(x)
             amp, dmp = self.amp(*enc), self.dmp(*enc)  # (B, 32, H/2, W/2) each

@@ -648,7 +648,7 @@ class Maxim(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         """One clear ``ValueError`` for a bad input (rank, channels, size, dtype, NaN)."""
-        check_dense_input(x, n_channels=self.cfg.n_channels, name="MAXIM")
+        check_dense_input(x, like=self, n_channels=self.cfg.n_channels, name="MAXIM")
         mh, mw = self.cfg.multiple
         h, w = x.shape[-2:]
         if h % mh or w % mw:

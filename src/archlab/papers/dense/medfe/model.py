@@ -402,7 +402,7 @@ class MEDFE(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, image: Tensor, holes: Tensor, return_aux: bool = False):
-        check_inpainting_input(image, holes, self.cfg.n_channels, self.cfg.multiple, "MEDFE")
+        check_inpainting_input(image, holes, self.cfg.n_channels, self.cfg.multiple, "MEDFE", self)
         x = (image * 2.0 - 1.0) * (1.0 - holes)  # [-1, 1], holes at 0 (the mean colour)
         h = torch.cat([x, 1.0 - holes], dim=1)  # image + validity mask, (B, C + 1, H, W)
         feats = []
@@ -444,10 +444,6 @@ class BranchSupervision(nn.Module):
         st = F.interpolate(structure, size=s, mode="bilinear", align_corners=False)
         te = F.interpolate(target, size=s, mode="bilinear", align_corners=False)
         return F.l1_loss(images["structure"], st) + F.l1_loss(images["texture"], te)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 MINI = MEDFEConfig(

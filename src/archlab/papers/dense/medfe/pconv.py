@@ -128,7 +128,9 @@ class PConvUNet(nn.Module):
             d_in = d_out
 
     def forward(self, image: Tensor, holes: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C, H, W)
-        check_inpainting_input(image, holes, self.cfg.n_channels, self.cfg.multiple, "PConvUNet")
+        check_inpainting_input(
+            image, holes, self.cfg.n_channels, self.cfg.multiple, "PConvUNet", self
+        )
         mask = 1.0 - holes
         x = image * mask
         feats, masks = [x], [mask]
@@ -152,10 +154,16 @@ class PConvUNet(nn.Module):
 
 
 def check_inpainting_input(
-    image: Tensor, holes: Tensor, n_channels: int, multiple: int, name: str
+    image: Tensor,
+    holes: Tensor,
+    n_channels: int,
+    multiple: int,
+    name: str,
+    like: nn.Module | None = None,
 ) -> None:
-    """One clear ``ValueError`` for a bad (image, holes) pair."""
-    check_dense_input(image, n_channels=n_channels, multiple=multiple, name=name)
+    """One clear ``ValueError`` for a bad (image, holes) pair (``like``: the model, whose dtype
+    the image must have)."""
+    check_dense_input(image, n_channels=n_channels, multiple=multiple, name=name, like=like)
     if not isinstance(holes, Tensor) or holes.ndim != 4 or holes.shape[1] != 1:
         shape = tuple(holes.shape) if isinstance(holes, Tensor) else type(holes).__name__
         raise ValueError(f"{name}: expected a hole mask (B, 1, H, W), got {shape}")
@@ -167,10 +175,6 @@ def check_inpainting_input(
         raise ValueError(f"{name}: the hole mask must hold only 0 (known) and 1 (hole)")
     if bool((holes.flatten(1).amin(1) == 1).any()):
         raise ValueError(f"{name}: a hole mask covers the whole image (nothing to inpaint from)")
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 __all__ = [

@@ -142,7 +142,7 @@ class Medusa(nn.Module):
     def forward_with_attention(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Logits ``(B, K)`` and the attention maps ``[(B, 1, H_s, W_s)]``, one per stage."""
         cfg = self.cfg
-        check_dense_input(x, n_channels=cfg.n_channels, n_dims=2, multiple=cfg.multiple,
+        check_dense_input(x, like=self, n_channels=cfg.n_channels, n_dims=2, multiple=cfg.multiple,
                           name="MEDUSA")  # fmt: skip
         body = self.attention_body(x)  # (B, d_body, h, w)
         bb = self.backbone

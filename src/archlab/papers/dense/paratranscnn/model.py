@@ -222,7 +222,9 @@ class ParaTransCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, K, H, W)
         cfg = self.cfg
-        check_dense_input(x, n_channels=cfg.n_channels, multiple=cfg.multiple, name="ParaTransCNN")
+        check_dense_input(
+            x, like=self, n_channels=cfg.n_channels, multiple=cfg.multiple, name="ParaTransCNN"
+        )
         _, e2, e3, e4 = self.cnn(x)  # (B, w1, H/4), (B, w2, H/8), (B, w3, H/16)
         v1 = self.vit[0](x)  # (B, D, H/4, W/4)
         v2 = self.vit[1](v1)  # (B, 2D, H/8, W/8)

@@ -183,7 +183,9 @@ class PlsNet(nn.Module):
     def encode(self, x: Tensor) -> list[Tensor]:
         """Encoder features of levels 1, 2, 3: ``[(B, w_l + C, *S / 2**l)]``."""
         cfg = self.cfg
-        check_dense_input(x, n_channels=cfg.n_channels, n_dims=3, multiple=8, name="PLS-Net")
+        check_dense_input(
+            x, like=self, n_channels=cfg.n_channels, n_dims=3, multiple=8, name="PLS-Net"
+        )
         feats, h = [], x
         stages = (
             (self.ds_conv_1, self.drdb_1),
