@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from archlab import metrics
+from archlab.lab import metrics
 
 
 def test_ssim_equals_skimage():

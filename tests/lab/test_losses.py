@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from archlab import losses
+from archlab.lab import losses
 
 
 def test_dice_loss_perfect_and_wrong():
