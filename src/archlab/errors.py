@@ -8,8 +8,6 @@ imports nothing of archlab, so every layer (engine, data, nn, lab, registry) may
 
 from __future__ import annotations
 
-import difflib
-
 
 class ArchlabError(Exception):
     """Base class of user-facing errors: the CLI prints them on one line and exits 2."""
@@ -40,6 +38,8 @@ class MissingDependencyError(ArchlabError):
 
 def close_matches_message(kind: str, name: str, choices: list[str] | tuple[str, ...]) -> str:
     """One-line message for an unknown name, with the closest valid names."""
+    import difflib
+
     matches = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
     shown = ", ".join(sorted(choices)[:12]) + (", ..." if len(choices) > 12 else "")
