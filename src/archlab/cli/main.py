@@ -42,23 +42,26 @@ def cmd_list(args) -> int:
         return EXIT_OK
     from rich.table import Table
 
-    table = Table("slug", "family", "arXiv", "fidelity", "variants", "title")
+    table = Table("slug", "family", "arXiv", "fidelity", "budgets", "variants", "title")
     for p in papers:
-        table.add_row(p.slug, p.family, p.arxiv, p.fidelity, ", ".join(p.variants), p.title)
+        table.add_row(
+            p.slug, p.family, p.arxiv, p.fidelity, ", ".join(p.budgets), ", ".join(p.variants),
+            p.title,
+        )  # fmt: skip
     _console().print(table)
     return EXIT_OK
 
 
 def papers_markdown(papers) -> str:
     lines = [
-        "| paper | family | arXiv | fidelity | variants | title |",
-        "|---|---|---|---|---|---|",
+        "| paper | family | arXiv | fidelity | budgets | variants | title |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in papers:
         card = f"src/archlab/papers/{p.family}/{p.slug}/README.md"
         lines.append(
             f"| [`{p.slug}`]({card}) | {p.family} | [{p.arxiv}](https://arxiv.org/abs/{p.arxiv}) "
-            f"| {p.fidelity} | {', '.join(p.variants)} | {p.title} |"
+            f"| {p.fidelity} | {', '.join(p.budgets)} | {', '.join(p.variants)} | {p.title} |"
         )
     return "\n".join(lines)
 
@@ -308,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `archlab list | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     finally:
         warnings.showwarning = saved
 
