@@ -137,6 +137,7 @@ class Lab:
         *,
         eval_fn: Callable | None = None,
         params: Any = None,
+        collate: Callable | None = None,
         stream: str = "train",
     ) -> Fit:
         """Train ``model`` with the engine on ``data`` under ``recipe`` on the run's device.
@@ -144,7 +145,8 @@ class Lab:
         Every arm fitted on the same ``stream`` sees the same batches in the same order (the
         data order and dropout are seeded from the stream). Records ``train_s/<arm>`` and the
         arm's learning curve. ``data`` is a ``(batch_size, generator) -> batch`` callable or a
-        map-style dataset; ``loss_fn`` is ``(model, batch) -> (loss, metrics)``.
+        map-style dataset (batched with ``collate``, default torch's); ``loss_fn`` is
+        ``(model, batch) -> (loss, metrics)``; ``params`` optional optimizer param groups.
         """
         from archlab.engine.trainer import Trainer
 
@@ -153,8 +155,9 @@ class Lab:
             device=str(self.device),
             amp=self.device.type == "cuda",
         )
-        t0 = time.perf_counter()
-        out = Trainer(model, loss_fn, cfg, eval_fn=eval_fn, params=params).fit(data)
+        trainer = Trainer(model, loss_fn, cfg, eval_fn=eval_fn, params=params, collate=collate)
+        t0 = time.perf_counter()  # after construction: the first optimizer imports torch._dynamo
+        out = trainer.fit(data)
         seconds = time.perf_counter() - t0
         curve = [[row["step"], row["loss_mean"]] for row in out.history]
         fit = Fit(arm, seconds, curve, dict(out.eval_metrics))
@@ -165,8 +168,9 @@ class Lab:
 
     # ------------------------------------------------------------------ measuring
     def measure(self, name: str, value: float) -> float:
-        """Record a number measured in this run (``"<metric>/<arm>"`` by convention)."""
-        value = float(value)
+        """Record a number measured in this run (``"<metric>/<arm>"`` by convention); integers
+        (counts) stay integers."""
+        value = int(value) if isinstance(value, int) else float(value)
         self.metrics[name] = value
         return value
 

@@ -1,5 +1,6 @@
 """Run a paper's experiment: build its ``Lab``, call ``run(lab)``, stamp provenance, write
-``result.json`` with its figures and learning curves.
+``result.json`` with its figures and learning curves (``learning_curves.png`` from the arms'
+curves, unless the experiment attached its own figure of that name).
 
 The runner never changes process state: the thread count is whatever the caller set (the CLI's
 ``--threads``) and is recorded before the run starts.

@@ -365,7 +365,7 @@ def pointer_loss(model: nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str,
     )
     real = targets != IGNORE_INDEX
     acc = ((log_probs.argmax(-1) == targets) & real).sum() / real.sum()
-    return loss, {"step_acc": float(acc)}
+    return loss, {"step_acc": acc.detach()}  # a tensor: the engine reads it at log steps
 
 
 def _task(cfg: PointerNetConfig, seed: int) -> Task:
