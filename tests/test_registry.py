@@ -43,7 +43,8 @@ def test_static_index_equals_every_spec_and_budget_table():
     ):
         for slug, entry in index.items():
             assert entry == entry_from_spec(entry.module, is_baseline), (
-                f"{slug}: the static index differs from its SPEC/BUDGETS; regenerate it"
+                f"{slug}: the static index differs from its SPEC/BUDGETS; "
+                "run archlab.registry.regenerate_indexes()"
             )
         source = Path(archlab.__file__).parent / name / "__init__.py"
         assert source.read_text() == render_index(list(index.values()), doc)

@@ -231,3 +231,20 @@ def entry_from_spec(module: str, is_baseline: bool = False) -> PaperInfo:
         budgets=budgets,
         is_baseline=is_baseline,
     )
+
+
+def regenerate_indexes() -> None:
+    """Rewrite ``archlab/papers/__init__.py`` and ``archlab/baselines/__init__.py`` from every
+    registered ``SPEC`` and ``BUDGETS`` (``python -c "import archlab.registry as r;
+    r.regenerate_indexes()"`` after changing a paper's title, variants or budgets)."""
+    from pathlib import Path
+
+    from archlab.catalog import BASELINES_DOC, PAPERS_DOC, render_index
+
+    root = Path(__file__).resolve().parent
+    for index, doc, folder, is_baseline in (
+        (_paper_index(), PAPERS_DOC, "papers", False),
+        (_baseline_index(), BASELINES_DOC, "baselines", True),
+    ):
+        entries = [entry_from_spec(e.module, is_baseline) for e in index.values()]
+        (root / folder / "__init__.py").write_text(render_index(entries, doc))
