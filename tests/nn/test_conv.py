@@ -100,8 +100,8 @@ def test_check_dense_input_names_the_models_dtype():
 
 
 @pytest.mark.parametrize("slug", [
-    "unet", "ffnet", "guided_attention_seg", "hybridgnet", "m_sfanet", "maxim", "medfe", "medusa_med",
-    "paratranscnn", "pls_net",
+    "unet", "ffnet", "guided_attention_seg", "hybridgnet", "m_sfanet", "maxim", "medfe",
+    "medusa_med", "paratranscnn", "pls_net",
 ])  # fmt: skip
 def test_dense_models_refuse_float64_images_with_one_line(slug):
     import archlab

@@ -58,7 +58,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2103.10697",
         fidelity="faithful",
         variants=("tiny", "ti", "s", "b"),
-        budgets=("smoke", "quick", "full"),
+        budgets=("smoke", "quick"),
     ),
     "drbert": PaperInfo(
         slug="drbert",

@@ -18,6 +18,7 @@ from archlab.papers.dense.hybridgnet import (
     sample_windows,
     scaled_laplacian,
 )
+from archlab.papers.dense.hybridgnet.experiment import broken_masks
 
 TINY = VARIANTS["tiny"]
 
@@ -212,3 +213,15 @@ def test_bad_inputs_and_configs():
         ChebConv(3, 3, 0)
     with pytest.raises(ValueError, match="square"):
         scaled_laplacian(torch.ones(3, 4))
+
+
+def test_broken_masks_flags_split_holed_and_missing_organs():
+    """The occlusion check's "broken" mask: some organ not exactly one component without holes."""
+    good = torch.zeros(12, 12, dtype=torch.long)
+    good[1:5, 1:5], good[1:5, 7:11], good[7:11, 4:8] = 1, 2, 3
+    split, holed, missing = good.clone(), good.clone(), good.clone()
+    split[1:5, 2] = 0  # right lung in two pieces
+    holed[2, 8] = 0  # a hole in the left lung
+    missing[missing == 3] = 0  # no heart
+    flags = broken_masks(torch.stack([good, split, holed, missing]))
+    assert flags.tolist() == [False, True, True, True]

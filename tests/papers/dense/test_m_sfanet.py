@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archlab.data.crowds import crowd_scenes
+from archlab.lab.profiling import n_params
 from archlab.nn.conv import ASPP
 from archlab.papers.dense.m_sfanet import (
     VARIANTS,
@@ -14,12 +16,9 @@ from archlab.papers.dense.m_sfanet import (
     SFANet,
     SFANetConfig,
 )
+from archlab.papers.dense.m_sfanet.experiment import crowd_batches, sfanet_loss
 
 deeplabv3 = pytest.importorskip("torchvision.models.segmentation.deeplabv3")
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def _randomise_bn(module: nn.Module, seed: int = 0) -> None:
@@ -166,3 +165,18 @@ def test_config_validation():
         SFANetConfig(arch="m_segnet", decoder_widths=(128, 128, 64, 32))
     with pytest.raises(ValueError, match="widths"):
         SFANetConfig(widths=(64, 128, 256, 512))
+
+
+def test_experiment_batches_keep_counts_and_the_loss_returns_tensors():
+    """The training stream's stride-2 density targets keep each scene's count (x the density
+    scale, flips included), and SFANet's loss reports its terms as tensors (no per-step sync)."""
+    scenes = crowd_scenes(4, size=32, seed=0, count_range=(2, 20))
+    x, dens, att = crowd_batches(scenes, density_scale=3.0)(8, torch.Generator().manual_seed(0))
+    assert x.shape == (8, 3, 32, 32) and dens.shape == att.shape == (8, 1, 16, 16)
+    totals = sorted(round(float(t), 2) for t in dens.sum((1, 2, 3)) / 3.0)
+    assert set(totals) <= {round(float(c), 2) for c in scenes.counts}
+    assert 0 <= att.min() and att.max() <= 1
+    loss, metrics = sfanet_loss(0.1)(SFANet(VARIANTS["tiny"]), (x, dens, att))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert all(isinstance(v, torch.Tensor) for v in metrics.values())
+    torch.testing.assert_close(loss, metrics["den"] + 0.1 * metrics["att"])

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import archlab
+from archlab.lab.profiling import n_params
 from archlab.papers.dense.medfe import (
     MEDFE,
     VARIANTS,
@@ -22,7 +23,6 @@ from archlab.papers.dense.medfe import (
     PConvUNetConfig,
     gaussian_affinity,
 )
-from archlab.papers.dense.medfe.model import n_params
 
 TINY = VARIANTS["tiny"]
 

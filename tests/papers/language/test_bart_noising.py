@@ -301,3 +301,32 @@ def test_downstream_task_and_vocabulary():
     assert compress(doc) == "a garden moves the cat . the model runs .".split()
     ids = encode(doc)
     assert int(ids[0]) == BOS and int(ids[-1]) == EOS and 3 not in ids.tolist()  # no <unk>
+
+
+def test_finetuning_dataset_pads_without_changing_the_loss():
+    from torch.utils.data import default_collate
+
+    from archlab.data.text import grammar_corpus
+    from archlab.papers.language.bart import Bart
+    from archlab.papers.language.bart.experiment import (
+        BUDGETS,
+        downstream_target,
+        encode,
+        model_config,
+        padded_pairs,
+        pair_batch,
+        seq2seq_loss,
+    )
+
+    torch.manual_seed(0)
+    model = Bart(model_config(BUDGETS["smoke"])).eval()
+    pairs = [(encode(d), downstream_target(d)) for d in grammar_corpus(12, (3, 4), seed=1)]
+    dataset = padded_pairs(pairs)  # padded to the longest of the 12 pairs
+    batch = default_collate([dataset[i] for i in range(4)])
+    tight = pair_batch(*map(list, zip(*pairs[:4])))  # padded to the longest of these 4
+    assert batch["input_ids"].shape[1] > tight["input_ids"].shape[1]
+    with torch.no_grad():
+        loss, metrics = seq2seq_loss(model, batch)
+        loss_tight, metrics_tight = seq2seq_loss(model, tight)
+    torch.testing.assert_close(loss, loss_tight, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(metrics["token_acc"], metrics_tight["token_acc"])

@@ -9,9 +9,10 @@ import torch
 
 import archlab
 from archlab.baselines.vit import ViT, ViTConfig
+from archlab.lab.profiling import forward_flops
 from archlab.nn import GLUFeedForward
 from archlab.papers.vision.activator import Activator, ActivatorConfig, TokenGLU
-from archlab.papers.vision.activator.experiment import QUICK, forward_flops, make_models
+from archlab.papers.vision.activator.experiment import BUDGETS, make_models
 
 SMALL = ActivatorConfig(image_size=8, patch_size=2, n_channels=1, d_model=16, n_layers=2)
 
@@ -99,7 +100,9 @@ def test_flop_ratio_of_the_experiment_models():
     """The reduced Activator costs well under 0.7x an equally sized ViT; with channel mixing
     (the authors' code) it is at about 0.7x, the second MLP puts it above."""
     image = torch.rand(1, 1, 8, 8)
-    flops = {name: forward_flops(make(), image) for name, make in make_models(QUICK).items()}
+    flops = {
+        name: forward_flops(make(), image) for name, make in make_models(BUDGETS["quick"]).items()
+    }
     assert flops["activator"] / flops["vit"] < 0.3
     assert 0.6 < flops["activator_channels"] / flops["vit"] < 0.75
     for gate in ("glu", "swiglu", "reglu"):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import archlab
+from archlab.lab.profiling import n_params
 from archlab.papers.vision.simplenet import (
     CIFAR_5M,
     CIFAR_310K,
@@ -15,10 +16,6 @@ from archlab.papers.vision.simplenet import (
     SimpleNetConfig,
     parse_layer,
 )
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def reference_count(layers, n_channels: int = 3, n_classes: int = 10) -> int:

@@ -11,21 +11,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from archlab.lab.inference import model_device
+
 
 def erf_map(model: nn.Module, images: Tensor) -> Tensor:
     """Mean |d (sum over classes of the centre output) / d input| over images, summed over
-    input channels: (B, C, H, W) -> (H, W), normalised to sum 1.
+    input channels: (B, C, H, W) -> (H, W), normalised to sum 1, on the CPU.
 
-    The model must map (B, C, H, W) to (B, K, H, W); it is run in eval mode (restored after).
+    The model must map (B, C, H, W) to (B, K, H, W); it is run in eval mode (restored after) on
+    its own device. Only the input gradient is computed (the parameters' ``.grad`` is untouched).
     """
     was_training = model.training
     model.eval()
-    x = images.detach().clone().requires_grad_(True)
-    out = model(x)  # (B, K, H, W)
-    h, w = out.shape[-2:]
-    out[:, :, h // 2, w // 2].sum().backward()
-    model.train(was_training)
-    grad = x.grad.abs().sum(1).mean(0)  # (H, W)
+    try:
+        x = images.detach().to(model_device(model)).requires_grad_(True)
+        out = model(x)  # (B, K, H, W)
+        h, w = out.shape[-2:]
+        (grad,) = torch.autograd.grad(out[:, :, h // 2, w // 2].sum(), x)  # (B, C, H, W)
+    finally:
+        model.train(was_training)
+    grad = grad.abs().sum(1).mean(0).float().cpu()  # (H, W)
     return grad / grad.sum().clamp_min(1e-30)
 
 

@@ -432,7 +432,7 @@ def guided_loss(
         for i, r in zip(step_in, step_rec)
     )
     loss = seg + semantic_weight * sem + reconstruction_weight * rec
-    metrics = {k: float(torch.as_tensor(v).detach()) for k, v in
+    metrics = {k: torch.as_tensor(v).detach() for k, v in
                (("seg", seg), ("semantic", sem), ("reconstruction", rec))}  # fmt: skip
     return loss, metrics
 

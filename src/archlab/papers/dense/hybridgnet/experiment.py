@@ -1,8 +1,8 @@
 """Miniature reproduction of HybridGNet: landmark contours vs a U-Net's masks on chest phantoms.
 
-Three models are trained from the same seed on the same synthetic chest X-ray phantoms
-(``archlab.data.phantoms``: two lungs and a heart with 44 / 50 / 26 landmarks), with the same
-optimiser, schedule, batch size and number of steps:
+Three models are built from the same init stream and trained on the same data stream of
+synthetic chest X-ray phantoms (``archlab.data.phantoms``: two lungs and a heart with 44 / 50 / 26
+landmarks) with the same recipe (``archlab.lab``):
 
 - HybridGNet with two image-to-graph skip connections (IGSC), the paper's model;
 - HybridGNet without IGSC (the plain graph decoder);
@@ -21,14 +21,14 @@ Then, on held-out phantoms:
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from archlab.baselines.unet import UNet, UNetConfig, n_params
+from archlab.baselines.unet import UNet, UNetConfig
 from archlab.data.phantoms import (
     N_CLASSES,
     ORGANS,
@@ -39,56 +39,50 @@ from archlab.data.phantoms import (
     organ_slices,
     rasterize_contours,
 )
-from archlab.engine import fit_steps, seed_everything
-from archlab.lab.inference import predict_labels
-from archlab.lab.losses import ce_dice_loss
+from archlab.lab import Lab, Recipe, predict, predict_labels
 from archlab.lab.metrics import dice, n_components, n_holes
-from archlab.lab.profiling import one_thread
-from archlab.lab.result import Budget, Result
-from archlab.papers.dense.hybridgnet.model import MINI, SPEC, HybridGNet, HybridGNetConfig
+from archlab.lab.plots import overlay_grid
+from archlab.lab.tasks import SEGMENT
+from archlab.papers.dense.hybridgnet.model import MINI, HybridGNet, HybridGNetConfig
+
+STRICTLY = 1e-9  # added to a margin where the claim says "less than": a tie is no win
 
 
 @dataclass(frozen=True)
-class Sizes:
+class Settings:
     """Everything the budget decides."""
 
     image_size: int
     n_train: int
     n_test: int
-    steps: int
-    batch_size: int
-    lr: float
-    weight_decay: float
+    recipe: Recipe
     occlusion: float  # image-area fraction covered by occluders at test time
     hybrid: HybridGNetConfig
     unet_widths: tuple[int, ...]
     dice_margin: float  # HybridGNet's clean Dice may trail the U-Net's by at most this
     max_invalid: float  # HybridGNet's self-intersection rate under occlusion must stay below
-    min_broken: float  # the U-Net's broken-mask rate under occlusion must reach at least
+    min_broken: float  # the U-Net's broken-mask rate under occlusion must reach at least (> 0)
+    broken_factor: float  # ... and at least this x HybridGNet's self-intersection rate
 
 
-SMOKE = Sizes(
-    image_size=64, n_train=16, n_test=4, steps=2, batch_size=4, lr=1e-3, weight_decay=1e-5,
-    occlusion=0.25, hybrid=replace(MINI, c=1, f=8, K=2), unet_widths=(4, 8, 16),
-    dice_margin=0.05, max_invalid=0.05, min_broken=0.10,
-)  # fmt: skip
-QUICK = Sizes(
-    image_size=64, n_train=800, n_test=100, steps=400, batch_size=16, lr=1e-2,
-    weight_decay=1e-5, occlusion=0.25, hybrid=MINI, unet_widths=(8, 16, 32, 64, 64),
-    dice_margin=0.05, max_invalid=0.05, min_broken=0.10,
-)  # fmt: skip
-BUDGETS = {"smoke": SMOKE, "quick": QUICK}
-
-
-def load_data(sizes: Sizes, seed: int) -> tuple[Phantoms, Phantoms, Phantoms]:
-    """Train phantoms, clean test phantoms and the same test phantoms with occluders."""
-    cfg = PhantomConfig(image_size=sizes.image_size)
-    train = make_phantoms(sizes.n_train, seed=seed, config=cfg)
-    test = make_phantoms(sizes.n_test, seed=seed, config=cfg, start=sizes.n_train)
-    occluded = make_phantoms(
-        sizes.n_test, seed=seed, config=cfg, start=sizes.n_train, occlusion=sizes.occlusion
-    )
-    return train, test, occluded
+BUDGETS = {
+    "smoke": Settings(
+        image_size=64, n_train=16, n_test=4,
+        recipe=SEGMENT.recipe(
+            steps=2, batch_size=4, lr=1e-3, weight_decay=1e-5, warmup_steps=1, grad_clip=None
+        ),
+        occlusion=0.25, hybrid=replace(MINI, c=1, f=8, K=2), unet_widths=(4, 8, 16),
+        dice_margin=0.05, max_invalid=0.05, min_broken=0.10, broken_factor=2.0,
+    ),
+    "quick": Settings(
+        image_size=64, n_train=800, n_test=100,
+        recipe=SEGMENT.recipe(
+            steps=400, batch_size=16, lr=1e-2, weight_decay=1e-5, warmup_steps=20, grad_clip=None
+        ),
+        occlusion=0.25, hybrid=MINI, unet_widths=(8, 16, 32, 64, 64),
+        dice_margin=0.05, max_invalid=0.05, min_broken=0.10, broken_factor=2.0,
+    ),
+}  # fmt: skip
 
 
 def phantom_batches(data: Phantoms):
@@ -101,25 +95,26 @@ def phantom_batches(data: Phantoms):
     return sample
 
 
-def _hybrid_loss(model: HybridGNet, batch) -> tuple[Tensor, dict[str, float]]:
+def hybrid_loss(model: HybridGNet, batch):
+    """The official HybridGNet loss on the landmarks (landmark + IGSC position MSE + KL)."""
     x, _, landmarks = batch
     return model.loss(model.forward_all(x), landmarks)
 
 
-def _unet_loss(model: UNet, batch) -> tuple[Tensor, dict[str, float]]:
+def unet_loss(model: UNet, batch):
+    """The shared segmentation loss (cross-entropy + Dice) on the rasterised masks."""
     x, masks, _ = batch
-    return ce_dice_loss(model(x), masks), {}
+    return SEGMENT.loss(model, (x, masks))
 
 
-@torch.no_grad()
-def predict_landmarks(model: HybridGNet, images: Tensor, batch_size: int = 50) -> Tensor:
-    model.eval()
-    return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
-def mean_dice(pred: Tensor, target: Tensor) -> float:
-    """Foreground Dice, per organ over the test set, averaged over organs."""
-    return float(dice(pred, target, N_CLASSES)[1:].mean())
+def arms(s: Settings) -> dict[str, tuple[Callable[[], nn.Module], Callable]]:
+    """arm -> (model factory, loss): HybridGNet with and without IGSC, and the U-Net."""
+    unet = UNetConfig(n_channels=1, n_outputs=N_CLASSES, widths=s.unet_widths)
+    return {
+        "hybridgnet": (lambda: HybridGNet(s.hybrid), hybrid_loss),
+        "hybridgnet_no_igsc": (lambda: HybridGNet(replace(s.hybrid, igsc=False)), hybrid_loss),
+        "unet": (lambda: UNet(unet), unet_loss),
+    }
 
 
 def broken_masks(masks: Tensor) -> Tensor:
@@ -127,13 +122,8 @@ def broken_masks(masks: Tensor) -> Tensor:
     holes (an empty organ counts as broken: 0 components)."""
     flags = []
     for m in masks:
-        bad = False
-        for k in range(1, N_CLASSES):
-            organ = (m == k).numpy()
-            if n_components(organ) != 1 or n_holes(organ) > 0:
-                bad = True
-                break
-        flags.append(bad)
+        organs = ((m == k).numpy() for k in range(1, N_CLASSES))
+        flags.append(any(n_components(o) != 1 or n_holes(o) > 0 for o in organs))
     return torch.tensor(flags)
 
 
@@ -142,131 +132,100 @@ def landmark_error_px(pred: Tensor, target: Tensor, image_size: int) -> float:
     return float((pred - target).norm(dim=-1).mean() * image_size)
 
 
-def make_models(sizes: Sizes, seed: int) -> dict[str, nn.Module]:
-    """HybridGNet (IGSC), HybridGNet (no IGSC) and the U-Net, each initialised from ``seed``."""
-    models: dict[str, nn.Module] = {}
-    for name, cfg in (
-        ("hybridgnet", sizes.hybrid),
-        ("hybridgnet_no_igsc", replace(sizes.hybrid, igsc=False)),
-    ):
-        seed_everything(seed)
-        models[name] = HybridGNet(cfg)
-    seed_everything(seed)
-    models["unet"] = UNet(UNetConfig(n_channels=1, n_outputs=N_CLASSES, widths=sizes.unet_widths))
-    return models
+def segment(model: nn.Module, images: Tensor, n_lm: tuple[int, ...]):
+    """(masks (n, H, W), landmarks (n, N, 2) or None): HybridGNet's contours are rasterised."""
+    if not isinstance(model, HybridGNet):
+        return predict_labels(model, images, batch_size=50), None
+    lm = predict(model, images, batch_size=50)
+    return rasterize_contours(lm, n_lm, images.shape[-1]), lm
 
 
-def run(budget: Budget, seed: int) -> Result:
+def measure(lab: Lab, arm: str, split: str, masks: Tensor, lm: Tensor | None, truth: Phantoms):
+    """Dice (mean and per organ) and broken-mask rate of the masks; with landmarks, their
+    error (px) and the rate of images with a self-intersecting contour."""
+    per_organ = dice(masks, truth.masks, N_CLASSES)
+    lab.measure(f"dice_{split}/{arm}", per_organ[1:].mean())
+    for k, organ in enumerate(ORGANS):
+        lab.measure(f"dice_{split}/{arm}/{organ}", per_organ[k + 1])
+    lab.measure(f"broken_rate_{split}/{arm}", broken_masks(masks).float().mean())
+    if lm is not None:
+        size, n_lm = truth.images.shape[-1], lab.settings.hybrid.n_landmarks
+        lab.measure(f"landmark_err_px_{split}/{arm}", landmark_error_px(lm, truth.landmarks, size))
+        rate = contours_self_intersect(lm, n_lm).any(1).float().mean()
+        lab.measure(f"self_intersect_rate_{split}/{arm}", rate)
+
+
+def run(lab: Lab) -> None:
     """Train the three models on the same phantoms; check clean Dice, plausibility under
     occlusion and the IGSC landmark-error gain."""
-    sizes: Sizes = budget.settings(BUDGETS)
-    result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
-    m = result.metrics
-    size = sizes.image_size
-    with one_thread():
-        t0 = time.perf_counter()
-        train, test, occluded = load_data(sizes, seed)
-        m["data_s"] = time.perf_counter() - t0
-        data = phantom_batches(train)
-        models = make_models(sizes, seed)
-        preds: dict[str, dict[str, Tensor]] = {}
-        for name, model in models.items():
-            m[f"params/{name}"] = n_params(model)
-            loss_fn = _unet_loss if name == "unet" else _hybrid_loss
-            m[f"train_s/{name}"] = fit_steps(
-                model, loss_fn, data, steps=sizes.steps, batch_size=sizes.batch_size,
-                lr=sizes.lr, seed=seed, optimizer="adamw", weight_decay=sizes.weight_decay,
-                schedule="cosine", warmup_steps=max(1, sizes.steps // 20),
-            )  # fmt: skip
-            preds[name] = {}
-            for split, ph in (("clean", test), ("occluded", occluded)):
-                if name == "unet":
-                    preds[name][f"{split}_masks"] = predict_labels(model, ph.images, batch_size=50)
-                else:
-                    lm = predict_landmarks(model, ph.images)
-                    preds[name][f"{split}_landmarks"] = lm
-                    preds[name][f"{split}_masks"] = rasterize_contours(
-                        lm, model.cfg.n_landmarks, size
-                    )
+    s: Settings = lab.settings
+    cfg, size, n_lm = PhantomConfig(image_size=s.image_size), s.image_size, s.hybrid.n_landmarks
+    train = make_phantoms(s.n_train, seed=lab.seed_for("train-phantoms"), config=cfg)
+    test_seed = lab.seed_for("test-phantoms")
+    splits = {  # the same held-out phantoms, clean and with occluders
+        "clean": make_phantoms(s.n_test, seed=test_seed, config=cfg),
+        "occluded": make_phantoms(s.n_test, seed=test_seed, config=cfg, occlusion=s.occlusion),
+    }
+    outputs: dict[str, tuple[Tensor, Tensor | None]] = {}  # "<arm>/<split>" -> masks, landmarks
+    for arm, (make, loss_fn) in arms(s).items():
+        model = lab.build(arm, make)
+        lab.fit(arm, model, loss_fn, phantom_batches(train), s.recipe)
+        for split, ph in splits.items():
+            outputs[f"{arm}/{split}"] = segment(model, ph.images, n_lm)
+            measure(lab, arm, split, *outputs[f"{arm}/{split}"], ph)
+    clean = splits["clean"]
+    lab.measure("broken_rate_clean/ground_truth", broken_masks(clean.masks).float().mean())
+    mean_lm = train.landmarks.mean(0, keepdim=True).expand_as(clean.landmarks)  # reference
+    measure(lab, "mean_shape", "clean", rasterize_contours(mean_lm, n_lm, size), mean_lm, clean)
 
-    # Metrics.
-    n_lm = sizes.hybrid.n_landmarks
-    for name, p in preds.items():
-        for split, ph in (("clean", test), ("occluded", occluded)):
-            m[f"dice_{split}/{name}"] = mean_dice(p[f"{split}_masks"], ph.masks)
-            for k, organ in enumerate(ORGANS):
-                m[f"dice_{split}/{name}/{organ}"] = float(
-                    dice(p[f"{split}_masks"], ph.masks, N_CLASSES)[k + 1]
-                )
-            m[f"broken_rate_{split}/{name}"] = float(
-                broken_masks(p[f"{split}_masks"]).float().mean()
-            )
-            if name != "unet":
-                lm = p[f"{split}_landmarks"]
-                m[f"landmark_err_px_{split}/{name}"] = landmark_error_px(lm, ph.landmarks, size)
-                m[f"self_intersect_rate_{split}/{name}"] = float(
-                    contours_self_intersect(lm, n_lm).any(1).float().mean()
-                )
-    m["broken_rate_clean/ground_truth"] = float(broken_masks(test.masks).float().mean())
-    # Reference: predicting the training set's mean shape for every test image.
-    mean_lm = train.landmarks.mean(0, keepdim=True).expand_as(test.landmarks)
-    m["landmark_err_px_clean/mean_shape"] = landmark_error_px(mean_lm, test.landmarks, size)
-    m["dice_clean/mean_shape"] = mean_dice(rasterize_contours(mean_lm, n_lm, size), test.masks)
-
-    hg, unet = "hybridgnet", "unet"
-    d_hg, d_u = m[f"dice_clean/{hg}"], m[f"dice_clean/{unet}"]
-    result.check(
-        f"clean Dice of HybridGNet's contours >= U-Net's - {sizes.dice_margin} "
-        f"({sizes.steps} steps each, {size}x{size} phantoms)",
-        d_hg >= d_u - sizes.dice_margin,
-        f"HybridGNet {d_hg:.4f} vs U-Net {d_u:.4f} (mean over 3 organs, {len(test)} images; "
-        f"params {m[f'params/{hg}']:,.0f} vs {m[f'params/{unet}']:,.0f})",
-    )
-    inv = m[f"self_intersect_rate_occluded/{hg}"]
-    brk = m[f"broken_rate_occluded/{unet}"]
-    result.check(
+    v = lab.value
+    lab.compare(
+        f"clean Dice of HybridGNet's contours >= U-Net's - {s.dice_margin} "
+        f"({s.recipe.steps} steps each, {size}x{size} phantoms)",
+        "dice_clean", "hybridgnet", "unet", margin=-s.dice_margin,
+        note=f"mean over 3 organs, {s.n_test} images; params {v('params/hybridgnet'):,.0f} vs "
+        f"{v('params/unet'):,.0f}",
+    )  # fmt: skip
+    inv = v("self_intersect_rate_occluded/hybridgnet")
+    lab.bound(
         f"under occlusion HybridGNet's contours stay plausible: self-intersecting rate <= "
-        f"{sizes.max_invalid:.0%}",
-        inv <= sizes.max_invalid,
-        f"{inv:.1%} of {len(occluded)} occluded images have a self-intersecting contour "
-        f"(clean: {m[f'self_intersect_rate_clean/{hg}']:.1%}); rasterised contours broken "
-        f"{m[f'broken_rate_occluded/{hg}']:.1%}",
-    )
-    result.check(
+        f"{s.max_invalid:.0%}",
+        "self-intersecting rate (occluded)", inv, at_most=s.max_invalid,
+        note=f"{s.n_test} images (clean: {v('self_intersect_rate_clean/hybridgnet'):.1%}); "
+        f"rasterised contours broken {v('broken_rate_occluded/hybridgnet'):.1%}",
+    )  # fmt: skip
+    lab.bound(  # min_broken > 0, so the bound also asks for a positive rate
         f"under occlusion the U-Net's masks break (components != 1 or holes) in >= "
-        f"{sizes.min_broken:.0%} of images and >= 2x HybridGNet's invalid rate",
-        brk >= max(sizes.min_broken, 2 * inv) and brk > 0,
-        f"U-Net broken {brk:.1%} (clean {m[f'broken_rate_clean/{unet}']:.1%}) vs HybridGNet "
-        f"self-intersecting {inv:.1%}; occluded Dice U-Net {m[f'dice_occluded/{unet}']:.3f}, "
-        f"HybridGNet {m[f'dice_occluded/{hg}']:.3f}",
-    )
-    e_igsc = m[f"landmark_err_px_clean/{hg}"]
-    e_plain = m["landmark_err_px_clean/hybridgnet_no_igsc"]
-    result.check(
+        f"{s.min_broken:.0%} of images and >= {s.broken_factor:g}x HybridGNet's invalid rate",
+        "U-Net broken rate (occluded)", v("broken_rate_occluded/unet"),
+        at_least=max(s.min_broken, s.broken_factor * inv),
+        note=f"clean {v('broken_rate_clean/unet'):.1%}; HybridGNet self-intersecting {inv:.1%}; "
+        f"occluded Dice U-Net {v('dice_occluded/unet'):.3f}, HybridGNet "
+        f"{v('dice_occluded/hybridgnet'):.3f}",
+    )  # fmt: skip
+    lab.compare(
         "IGSC lowers the landmark error (clean test, mean px distance)",
-        e_igsc < e_plain,
-        f"with IGSC {e_igsc:.3f} px vs without {e_plain:.3f} px at {size}x{size}, mean shape "
-        f"{m['landmark_err_px_clean/mean_shape']:.3f} px "
-        f"(occluded: {m[f'landmark_err_px_occluded/{hg}']:.3f} vs "
-        f"{m['landmark_err_px_occluded/hybridgnet_no_igsc']:.3f})",
-    )
-    result.figures["predictions"] = _plot(occluded, preds, n_lm, size)
-    return result
+        "landmark_err_px_clean", "hybridgnet", "hybridgnet_no_igsc", higher_is_better=False,
+        margin=STRICTLY, unit=" px",
+        note=f"at {size}x{size}, mean shape {v('landmark_err_px_clean/mean_shape'):.3f} px "
+        f"(occluded: {v('landmark_err_px_occluded/hybridgnet'):.3f} vs "
+        f"{v('landmark_err_px_occluded/hybridgnet_no_igsc'):.3f})",
+    )  # fmt: skip
+    lab.figure("predictions", plot(splits["occluded"], outputs, n_lm, size))
 
 
-def _plot(occluded: Phantoms, preds: dict, n_landmarks: tuple[int, ...], size: int):
+def plot(occluded: Phantoms, outputs: dict, n_landmarks: tuple[int, ...], size: int):
     """Occluded inputs with the U-Net's masks and HybridGNet's contours (red: self-intersecting)."""
-    from archlab.lab.plots import overlay_grid
-
     n = min(6, len(occluded))
     # Show the cases where the U-Net breaks first, then the others.
-    broken = broken_masks(preds["unet"]["occluded_masks"])
+    broken = broken_masks(outputs["unet/occluded"][0])
     order = torch.cat([torch.nonzero(broken).flatten(), torch.nonzero(~broken).flatten()])[:n]
-    lm = preds["hybridgnet"]["occluded_landmarks"][order]
+    masks, lm = outputs["hybridgnet/occluded"]
+    lm = lm[order]
     rows = {
         "ground truth": occluded.masks[order],
-        "U-Net": preds["unet"]["occluded_masks"][order],
-        "HybridGNet": preds["hybridgnet"]["occluded_masks"][order],
+        "U-Net": outputs["unet/occluded"][0][order],
+        "HybridGNet": masks[order],
     }
     titles = ["U-Net broken" if broken[i] else "U-Net intact" for i in order.tolist()]
     fig = overlay_grid(occluded.images[order], rows, n_classes=N_CLASSES, titles=titles)

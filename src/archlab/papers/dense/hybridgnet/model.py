@@ -448,7 +448,7 @@ class HybridGNet(nn.Module):
             loss = loss + F.mse_loss(out.pos2, target)
         kld = -0.5 * torch.mean(1 + out.logvar - out.mu.pow(2) - out.logvar.exp())
         loss = loss + self.cfg.kld_weight * kld
-        return loss, {"mse": float(rec.detach()), "kld": float(kld.detach())}
+        return loss, {"mse": rec.detach(), "kld": kld.detach()}
 
 
 MINI = HybridGNetConfig(image_size=64, c=2, latents=32, f=32, K=6, l1=4, l2=3, running_stats=True)

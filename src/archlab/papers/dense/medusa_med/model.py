@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from archlab.baselines.resnet import ResNet, ResNetConfig
 from archlab.baselines.unet import UNet, UNetConfig
+from archlab.lab import profiling
 from archlab.nn.conv import ConvNormAct, check_dense_input
 from archlab.registry import PaperSpec
 
@@ -160,8 +161,8 @@ class Medusa(nn.Module):
 
 
 def n_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of trainable parameters (``archlab.lab.profiling.n_params``)."""
+    return profiling.n_params(model, trainable_only=True)
 
 
 VARIANTS = {

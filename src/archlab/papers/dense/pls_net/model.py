@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from archlab.lab import profiling
 from archlab.nn.conv import check_dense_input
 from archlab.registry import PaperSpec
 
@@ -215,8 +216,8 @@ class PlsNet(nn.Module):
 
 
 def n_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of trainable parameters (``archlab.lab.profiling.n_params``)."""
+    return profiling.n_params(model, trainable_only=True)
 
 
 VARIANTS = {

@@ -1,10 +1,11 @@
 """Miniature reproduction of DrBERT / BPDec: pretrain with and without the MLM decoder, then
 fine-tune only the encoder.
 
-Two BERT encoders start from the same initial weights (one seed; the decoder is built after the
-encoder) and pretrain for the same number of steps on the same masked batches (a fixed
-English-like grammar corpus, ``archlab.data.text.grammar_corpus``, with a cached byte-level BPE
-that ends up word-level, 15% masking with BERT's 80/10/10 rule):
+Two BERT encoders are built from the same init stream (the decoder is built after the encoder,
+so both encoders start from the same weights) and pretrain with the same recipe on the same
+masked batches (the same training stream; a fixed English-like grammar corpus,
+``archlab.data.text.grammar_corpus``, with a cached byte-level BPE that ends up word-level, 15%
+masking with BERT's 80/10/10 rule):
 
 - baseline: ``Bert`` with its standard MLM head on the encoder output;
 - DrBERT: the same ``Bert`` plus a 2-layer decoder with Gradual Unmasking Attention and output
@@ -16,12 +17,14 @@ sentences with exactly one prepositional phrase: *is the PP inside the subject o
 noun phrase?* (``the cat near a dog sees the bird`` vs ``the cat sees the bird near a dog``).
 Both classes use the same words, so a bag of words cannot solve it; the model needs word order.
 As GLUE numbers are usually reported, each pretrained encoder is fine-tuned with several
-fine-tuning seeds (its own labelled sample, head init and batch order, shared by the arms). An
-encoder with no pretraining is fine-tuned the same way for reference.
+fine-tuning seeds (streams ``finetune-data/p/f``, ``head/p/f`` and ``finetune/p/f``: its own
+labelled sample, head init and batch order, shared by the arms). An encoder with no pretraining
+is fine-tuned the same way for reference.
 
-Checks: mean test accuracy (DrBERT >= baseline), no fine-tuning seed worse by more than 1.5
-points, identical fine-tuning parameters and FLOPs, and latency equal within timing noise
-(measured, alternately timed).
+Claims: mean test accuracy (DrBERT >= baseline) and no fine-tuning seed worse by more than 1.5
+points. Invariants (one architecture compared with itself, the decoder being pretraining-only):
+identical fine-tuning parameters and FLOPs, and latency equal within timing noise (measured,
+alternately timed).
 """
 
 from __future__ import annotations
@@ -29,8 +32,7 @@ from __future__ import annotations
 import copy
 import random
 import statistics
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,10 +40,11 @@ from torch import Tensor
 
 from archlab.baselines.bert import Bert, BertConfig
 from archlab.data.text import grammar_corpus, grammar_sentence, train_bpe
-from archlab.engine import TrainConfig, Trainer, seed_everything
-from archlab.lab.profiling import compare_latency, count_flops
-from archlab.lab.result import Budget, Result
-from archlab.papers.language.drbert.model import SPEC, BertClassifier, DrBert, DrBertConfig
+from archlab.lab import Lab, Recipe, evaluating, predict
+from archlab.lab.inference import model_device
+from archlab.lab.plots import new_figure
+from archlab.lab.profiling import compare_latency, forward_flops
+from archlab.papers.language.drbert.model import BertClassifier, DrBert, DrBertConfig
 
 PAD, BOS, EOS, UNK, MASK = 0, 1, 2, 3, 4
 N_SPECIAL = 5
@@ -51,10 +54,20 @@ VERBS = frozenset(
     {"sees", "likes", "follows", "builds", "reads", "finds", "moves"}
     | {"sleeps", "runs", "waits", "sings", "falls"}
 )
+ARMS = ("bert", "drbert", "scratch")  # standard MLM, MLM through the decoder, no pretraining
+
+
+def bert_recipe(steps: int, batch_size: int, lr: float, curve_points: int = 40) -> Recipe:
+    """AdamW (weight decay 0.01), 10% warm-up, linear decay to 0, gradient clip 1."""
+    return Recipe(
+        steps=steps, batch_size=batch_size, lr=lr, optimizer="adamw", weight_decay=0.01,
+        schedule="linear", warmup_steps=max(1, steps // 10), grad_clip=1.0,
+        curve_points=curve_points,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
-class Sizes:
+class Settings:
     """Everything the budget decides."""
 
     n_pretrain_seeds: int
@@ -63,28 +76,38 @@ class Sizes:
     n_layers: int
     n_decoder_layers: int
     seq_len: int
-    pretrain_steps: int
-    pretrain_batch: int
-    pretrain_lr: float
+    pretrain: Recipe  # both arms
     n_train: int  # labelled fine-tuning sentences per fine-tuning seed (balanced)
     n_test: int
-    finetune_steps: int
-    finetune_batch: int
-    finetune_lr: float
+    finetune: Recipe  # every arm
     finetune_len: int = 16  # the sentences are at most 14 tokens with <s> and </s>
     mask_rate: float = 0.15
     n_corpus_docs: int = 4000
     vocab_size: int = 400
     latency_repeats: int = 21
-    device: str = "cpu"
+    acc_margin: float = 0.0  # mean accuracy: DrBERT >= BERT + this
+    max_seed_loss: float = 0.015  # no fine-tuning seed worse than BERT by more than this
+    latency_tolerance: float = 0.15  # |paired latency ratio - 1| at most this
 
 
-SMOKE = Sizes(
-    1, 1, 32, 2, 2, 24, 4, 8, 1e-3, 16, 32, 4, 8, 1e-3, n_corpus_docs=300, latency_repeats=3
-)
-QUICK = Sizes(1, 5, 64, 2, 2, 24, 1000, 32, 2e-3, 128, 1000, 100, 32, 5e-4)
-FULL = Sizes(3, 5, 128, 4, 2, 64, 20_000, 128, 1e-3, 128, 2000, 100, 32, 5e-4, device="auto")
-BUDGETS = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
+BUDGETS = {
+    "smoke": Settings(
+        n_pretrain_seeds=1, n_finetune_seeds=1, d_model=32, n_layers=2, n_decoder_layers=2,
+        seq_len=24, pretrain=bert_recipe(4, 8, 1e-3, curve_points=50), n_train=16, n_test=32,
+        finetune=bert_recipe(4, 8, 1e-3), n_corpus_docs=300, latency_repeats=3,
+    ),
+    "quick": Settings(
+        n_pretrain_seeds=1, n_finetune_seeds=5, d_model=64, n_layers=2, n_decoder_layers=2,
+        seq_len=24, pretrain=bert_recipe(1000, 32, 2e-3, curve_points=50), n_train=128,
+        n_test=1000, finetune=bert_recipe(100, 32, 5e-4),
+    ),
+    # 3 x 5 seeds, a 4 x 128 encoder, 64-token windows, 20k steps (for an accelerator)
+    "full": Settings(
+        n_pretrain_seeds=3, n_finetune_seeds=5, d_model=128, n_layers=4, n_decoder_layers=2,
+        seq_len=64, pretrain=bert_recipe(20_000, 128, 1e-3, curve_points=50), n_train=128,
+        n_test=2000, finetune=bert_recipe(100, 32, 5e-4),
+    ),
+}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -154,6 +177,11 @@ class MaskedWindows:
         return x, labels
 
 
+def _stream(tokenizer, docs: list[str]) -> Tensor:
+    """The documents' ids, each followed by ``</s>``, as one stream."""
+    return torch.tensor([t for e in tokenizer.encode_batch(docs) for t in (*e.ids, EOS)])
+
+
 # ------------------------------------------------------------------------------------- training
 def mlm_loss(model: Bert | DrBert, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict]:
     """Cross-entropy at the selected positions only (the MLM head runs on those rows)."""
@@ -166,284 +194,173 @@ def mlm_loss(model: Bert | DrBert, batch: tuple[Tensor, Tensor]) -> tuple[Tensor
     return loss, {"mlm_acc": (logits.argmax(-1) == labels[sel]).float().mean()}
 
 
-def pretrain(model: Bert | DrBert, data: MaskedWindows, sizes: Sizes, seed: int) -> list[dict]:
-    cfg = TrainConfig(
-        steps=sizes.pretrain_steps,
-        batch_size=sizes.pretrain_batch,
-        lr=sizes.pretrain_lr,
-        weight_decay=0.01,
-        schedule="linear",
-        warmup_steps=max(1, sizes.pretrain_steps // 10),
-        log_every=max(1, sizes.pretrain_steps // 50),
-        seed=seed,
-        device=sizes.device,
-        progress=False,
-    )
-    return Trainer(model, mlm_loss, cfg).fit(data).history
-
-
-@torch.no_grad()
-def heldout_mlm_loss(model: Bert | DrBert, batch: tuple[Tensor, Tensor]) -> float:
-    device = next(model.parameters()).device
-    model.eval()
-    loss = float(mlm_loss(model, tuple(t.to(device) for t in batch))[0])
-    model.train()
-    return loss
-
-
-def _classification_loss(model: BertClassifier, batch) -> tuple[Tensor, dict]:
+def classification_loss(model: BertClassifier, batch) -> tuple[Tensor, dict]:
     ids, mask, y = batch
     logits = model(ids, mask)
     return F.cross_entropy(logits, y), {"acc": (logits.argmax(-1) == y).float().mean()}
 
 
-@torch.no_grad()
+def heldout_mlm_loss(model: Bert | DrBert, batch: tuple[Tensor, Tensor]) -> float:
+    device = model_device(model)
+    with evaluating(model):
+        return float(mlm_loss(model, tuple(t.to(device) for t in batch))[0])
+
+
 def test_accuracy(model: BertClassifier, ids: Tensor, mask: Tensor, y: Tensor) -> float:
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    ids, mask, y = ids.to(device), mask.to(device), y.to(device)
-    correct = sum(
-        int((model(ids[i : i + 256], mask[i : i + 256]).argmax(-1) == y[i : i + 256]).sum())
-        for i in range(0, len(ids), 256)
+    """Accuracy on the test sentences (ids and mask travel together as (n, 2, L))."""
+    pred = predict(model, torch.stack([ids, mask], 1), 256, fn=lambda m, x: m(x[:, 0], x[:, 1]))
+    return (pred.argmax(-1) == y).sum().item() / len(y)
+
+
+def bert_config(s: Settings, vocab_size: int) -> BertConfig:
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=s.d_model,
+        num_hidden_layers=s.n_layers,
+        num_attention_heads=4,
+        intermediate_size=4 * s.d_model,
+        max_position_embeddings=s.seq_len,
     )
-    model.train(was)
-    return correct / len(ids)
-
-
-def finetune(
-    encoder: Bert,
-    train: tuple[Tensor, Tensor, Tensor],
-    test: tuple[Tensor, Tensor, Tensor],
-    sizes: Sizes,
-    seed: int,
-    n_classes: int = 2,
-) -> float:
-    """Fine-tune ``encoder`` in place under a fresh classifier head; the test accuracy.
-
-    Every encoder gets the same recipe for a given ``seed``: head init, batch order, steps.
-    """
-    seed_everything(seed)  # the same head init for every encoder
-    clf = BertClassifier(encoder, n_classes)
-    cfg = TrainConfig(
-        steps=sizes.finetune_steps,
-        batch_size=sizes.finetune_batch,
-        lr=sizes.finetune_lr,
-        weight_decay=0.01,
-        schedule="linear",
-        warmup_steps=max(1, sizes.finetune_steps // 10),
-        log_every=sizes.finetune_steps,
-        seed=seed,
-        device=sizes.device,
-        progress=False,
-    )
-    params = [p for _, p in clf.finetune_parameters()]
-    dataset = torch.utils.data.TensorDataset(*train)
-    Trainer(clf, _classification_loss, cfg, params=params).fit(dataset)
-    return test_accuracy(clf, *test)
 
 
 # ------------------------------------------------------------------------------------------- run
-def _bert_config(sizes: Sizes, vocab_size: int) -> BertConfig:
-    return BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=sizes.d_model,
-        num_hidden_layers=sizes.n_layers,
-        num_attention_heads=4,
-        intermediate_size=4 * sizes.d_model,
-        max_position_embeddings=sizes.seq_len,
+def make_data(lab: Lab):
+    """The tokenizer (a cached BPE of the fixed pretraining corpus), the masked-window stream,
+    one held-out masked batch and the labelled test sentences."""
+    s: Settings = lab.settings
+    docs = grammar_corpus(s.n_corpus_docs, seed=0)  # the fixed corpus the cached BPE is fit on
+    tokenizer = train_bpe(docs, vocab_size=s.vocab_size)
+    vocab = tokenizer.get_vocab_size()
+    data = MaskedWindows(_stream(tokenizer, docs), s.seq_len, vocab, s.mask_rate)
+    heldout_docs = grammar_corpus(200, seed=lab.seed_for("heldout-docs"))
+    heldout = MaskedWindows(_stream(tokenizer, heldout_docs), s.seq_len, vocab, s.mask_rate)
+    test = labelled(tokenizer, s.n_test, lab.seed_for("test"), s.finetune_len)
+    return tokenizer, data, heldout(256, lab.rng("heldout-mask")), test
+
+
+def labelled(tokenizer, n: int, seed: int, max_len: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``n`` PP-attachment sentences: ids, attention mask (n, max_len) and labels (n,)."""
+    texts, labels = pp_attachment_sentences(n, seed)
+    return (*encode_padded(tokenizer, texts, max_len), torch.tensor(labels))
+
+
+def pretrain_arms(lab: Lab, cfg: DrBertConfig, data, heldout, p: int) -> dict[str, Bert]:
+    """Pretraining seed ``p``: both arms from one init stream on the same batches; records the
+    held-out MLM losses and returns the encoders (``scratch``: the same init, no pretraining)."""
+    bert = lab.build(f"bert/p{p}", lambda: Bert(cfg.bert), stream=f"init/{p}")
+    drbert = lab.build(f"drbert/p{p}", lambda: DrBert(cfg), stream=f"init/{p}")
+    scratch = lab.build(f"scratch/p{p}", lambda: Bert(cfg.bert), stream=f"init/{p}")
+    for arm, model in (("bert", bert), ("drbert", drbert)):
+        lab.fit(f"{arm}/p{p}/pretrain", model, mlm_loss, data, lab.settings.pretrain,
+                stream=f"pretrain/{p}")  # fmt: skip
+    # DrBERT's MLM head also read straight off its encoder output (the decoder skipped)
+    for arm, model in (("bert", bert), ("drbert", drbert), ("drbert_encoder", drbert.encoder())):
+        lab.measure(f"heldout_mlm/{arm}/p{p}", heldout_mlm_loss(model, heldout))
+    return {"bert": bert, "drbert": drbert.encoder(), "scratch": scratch}
+
+
+def finetune(lab: Lab, arm: str, encoder: Bert, train, test, p: int, f: int) -> BertClassifier:
+    """Fine-tune a copy of ``encoder`` under a fresh classifier head (the same head init, batches
+    and recipe for every arm of ``(p, f)``); record ``acc/<arm>/p<p>/f<f>``."""
+    name = f"{arm}/p{p}/f{f}"
+    clf = lab.build(name, lambda: BertClassifier(copy.deepcopy(encoder), 2), stream=f"head/{p}/{f}")
+    params = [q for _, q in clf.finetune_parameters()]
+    lab.fit(name, clf, classification_loss, torch.utils.data.TensorDataset(*train),
+            lab.settings.finetune, params=params, stream=f"finetune/{p}/{f}")  # fmt: skip
+    lab.measure(f"acc/{name}", test_accuracy(clf, *test))
+    return clf
+
+
+def run(lab: Lab) -> None:
+    """Pretrain both arms, fine-tune the encoders on PP attachment, compare; measure the cost."""
+    s: Settings = lab.settings
+    tokenizer, data, heldout, test = make_data(lab)
+    cfg = DrBertConfig(
+        bert=bert_config(s, tokenizer.get_vocab_size()), n_decoder_layers=s.n_decoder_layers
     )
+    for p in range(s.n_pretrain_seeds):
+        encoders = pretrain_arms(lab, cfg, data, heldout, p)
+        for f in range(s.n_finetune_seeds):
+            train = labelled(tokenizer, s.n_train, lab.seed_for(f"train/{p}/{f}"), s.finetune_len)
+            clfs = {arm: finetune(lab, arm, e, train, test, p, f) for arm, e in encoders.items()}
+    pretrain_seeds = [f"p{p}" for p in range(s.n_pretrain_seeds)]
+    seeds = [f"{p}/f{f}" for p in pretrain_seeds for f in range(s.n_finetune_seeds)]
+    acc = {arm: [lab.value("acc", f"{arm}/{seed}") for seed in seeds] for arm in ARMS}
+    for arm in ARMS:
+        lab.measure(f"acc/{arm}", statistics.mean(acc[arm]))
+    for arm in ("bert", "drbert", "drbert_encoder"):
+        values = [lab.value("heldout_mlm", f"{arm}/{p}") for p in pretrain_seeds]
+        lab.measure(f"heldout_mlm/{arm}", statistics.mean(values))
+    gains = [d - b for b, d in zip(acc["bert"], acc["drbert"])]
+    lab.measure("gain", lab.value("acc/drbert") - lab.value("acc/bert"))
+    lab.measure("worst_seed_gain", min(gains))
+
+    pairs = ", ".join(f"{100 * b:.1f} -> {100 * d:.1f}" for b, d in zip(acc["bert"], acc["drbert"]))
+    lab.compare(
+        f"mean downstream accuracy ({s.n_pretrain_seeds} pretraining x {s.n_finetune_seeds} "
+        "fine-tuning seeds): DrBERT >= standard MLM",
+        "acc", "drbert", "bert", margin=s.acc_margin,
+        note=f"per seed {pairs}; no pretraining {lab.value('acc/scratch'):.3f}",
+    )  # fmt: skip
+    lab.bound(
+        f"no seed worse than the standard-MLM baseline by more than {100 * s.max_seed_loss:g} "
+        "points", "worst seed gain", min(gains), at_least=-s.max_seed_loss,
+        note="gains (pts) " + ", ".join(f"{100 * g:+.1f}" for g in gains),
+    )  # fmt: skip
+    inference_cost(lab, clfs["bert"], clfs["drbert"], test[0][:16], test[1][:16])
+    lab.figure("downstream_accuracy", plot_accuracy(lab, seeds))
+    lab.figure("learning_curves", plot_curves(lab))
 
 
-@dataclass
-class Pretrained:
-    """One pretraining seed: both arms' loss curves, held-out MLM losses, fine-tuning results."""
-
-    seed: int
-    curve_bert: list[tuple[int, float]]
-    curve_drbert: list[tuple[int, float]]
-    heldout_bert: float
-    heldout_drbert: float
-    heldout_drbert_encoder: float
-    acc_bert: list[float]  # one per fine-tuning seed
-    acc_drbert: list[float]
-    acc_scratch: list[float]
-
-
-def _curve(history: list[dict]) -> list[tuple[int, float]]:
-    return [(row["step"], row["loss"]) for row in history]
-
-
-def _stream(tokenizer, docs: list[str]) -> Tensor:
-    """The documents' ids, each followed by ``</s>``, as one stream."""
-    return torch.tensor([t for e in tokenizer.encode_batch(docs) for t in (*e.ids, EOS)])
-
-
-def run_pretraining_seed(
-    sizes: Sizes, cfg: DrBertConfig, tokenizer, data, heldout, test, seed: int
-) -> Pretrained:
-    """Pretrain both arms from one init on the same batches; fine-tune each encoder n times."""
-    seed_everything(seed)
-    bert = Bert(cfg.bert)
-    seed_everything(seed)
-    drbert = DrBert(cfg)  # its encoder starts from exactly the baseline's weights
-    seed_everything(seed)
-    scratch = Bert(cfg.bert)
-    h_bert = pretrain(bert, data, sizes, seed)
-    h_dr = pretrain(drbert, data, sizes, seed)
-    # held-out MLM loss; for DrBERT also with the MLM head read straight off the encoder output
-    enc_only = DrBert(replace(cfg, n_decoder_layers=0, gua_visible=()))
-    enc_only.bert = drbert.encoder()
-    heldout_losses = [heldout_mlm_loss(m, heldout) for m in (bert, drbert, enc_only)]
-    accs: dict[str, list[float]] = {"bert": [], "drbert": [], "scratch": []}
-    for f in range(sizes.n_finetune_seeds):
-        fseed = 100 * seed + f
-        texts, labels = pp_attachment_sentences(sizes.n_train, seed=2 * fseed + 1)
-        train = (*encode_padded(tokenizer, texts, sizes.finetune_len), torch.tensor(labels))
-        for name, encoder in (("bert", bert), ("drbert", drbert.encoder()), ("scratch", scratch)):
-            accs[name].append(finetune(copy.deepcopy(encoder), train, test, sizes, fseed))
-    return Pretrained(
-        seed,
-        _curve(h_bert),
-        _curve(h_dr),
-        *heldout_losses,
-        accs["bert"],
-        accs["drbert"],
-        accs["scratch"],
-    )
-
-
-def inference_cost(cfg: BertConfig, pretrained: DrBert, ids: Tensor, mask: Tensor, repeats: int):
-    """Fine-tune-time parameters, FLOPs and latency of the baseline vs the DrBERT classifier."""
-    seed_everything(0)
-    base = BertClassifier(Bert(cfg), 2).eval()
-    seed_everything(0)
-    ours = BertClassifier(pretrained.encoder(), 2).eval()
-    n_base = sum(p.numel() for _, p in base.finetune_parameters())
-    n_ours = sum(p.numel() for _, p in ours.finetune_parameters())
-    with torch.no_grad():
-        f_base, f_ours = count_flops(base, ids, mask), count_flops(ours, ids, mask)
-        lat = compare_latency(
-            lambda: base(ids, mask), lambda: ours(ids, mask), repeats=repeats, calls_per_repeat=5
-        )
+def inference_cost(lab: Lab, base: BertClassifier, ours: BertClassifier, ids, mask) -> None:
+    """Fine-tune-time parameters, FLOPs and latency of the fine-tuned BERT vs DrBERT classifiers
+    (the same architecture: invariants)."""
+    s: Settings = lab.settings
+    ids, mask = ids.to(model_device(base)), mask.to(model_device(base))
+    n = {arm: sum(q.numel() for _, q in m.finetune_parameters())
+         for arm, m in (("bert", base), ("drbert", ours))}  # fmt: skip
+    flops = {"bert": forward_flops(base, ids, mask), "drbert": forward_flops(ours, ids, mask)}
+    for arm in ("bert", "drbert"):
+        lab.measure(f"finetune_params/{arm}", n[arm])
+        lab.measure(f"finetune_flops/{arm}", flops[arm])
+    with evaluating(base), evaluating(ours):
+        lat = compare_latency(lambda: base(ids, mask), lambda: ours(ids, mask),
+                              repeats=s.latency_repeats, calls_per_repeat=5)  # fmt: skip
     # each repeat times the two back to back, so the ratio within a repeat cancels load drifts
     paired = statistics.median(b / a for a, b in zip(lat.times_a, lat.times_b))
-    return n_base, n_ours, f_base, f_ours, lat, paired
-
-
-def run(budget: Budget, seed: int) -> Result:
-    """Pretrain both arms, fine-tune the encoders on PP attachment, compare; measure the cost."""
-    sizes: Sizes = budget.settings(BUDGETS)
-    result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
-    t_start, cpu_start = time.perf_counter(), time.process_time()
-    threads = torch.get_num_threads()
-    if sizes.device == "cpu":
-        torch.set_num_threads(1)  # a tiny model: extra intra-op threads only add overhead
-    try:
-        docs = grammar_corpus(sizes.n_corpus_docs, seed=0)
-        tokenizer = train_bpe(docs, vocab_size=sizes.vocab_size)
-        vocab = tokenizer.get_vocab_size()
-        data = MaskedWindows(_stream(tokenizer, docs), sizes.seq_len, vocab, sizes.mask_rate)
-        heldout = MaskedWindows(
-            _stream(tokenizer, grammar_corpus(200, seed=999)), sizes.seq_len, vocab, 0.15
-        )(256, torch.Generator().manual_seed(0))
-        texts, labels = pp_attachment_sentences(sizes.n_test, seed=1_000_000 + seed)
-        test = (*encode_padded(tokenizer, texts, sizes.finetune_len), torch.tensor(labels))
-        cfg = DrBertConfig(bert=_bert_config(sizes, vocab), n_decoder_layers=sizes.n_decoder_layers)
-        runs = [
-            run_pretraining_seed(sizes, cfg, tokenizer, data, heldout, test, seed * 1000 + p)
-            for p in range(sizes.n_pretrain_seeds)
-        ]
-        last = DrBert(cfg)
-        cost = inference_cost(cfg.bert, last, test[0][:16], test[1][:16], sizes.latency_repeats)
-    finally:
-        torch.set_num_threads(threads)
-
-    m = result.metrics
-    pairs = []  # (pretraining seed, fine-tuning index, bert, drbert, scratch)
-    for r in runs:
-        for f, (b, d, s) in enumerate(zip(r.acc_bert, r.acc_drbert, r.acc_scratch)):
-            pairs.append((r.seed, f, b, d, s))
-            m[f"p{r.seed}/f{f}/acc_bert"] = b
-            m[f"p{r.seed}/f{f}/acc_drbert"] = d
-            m[f"p{r.seed}/f{f}/acc_scratch"] = s
-    acc_b = statistics.mean(p[2] for p in pairs)
-    acc_d = statistics.mean(p[3] for p in pairs)
-    acc_s = statistics.mean(p[4] for p in pairs)
-    gains = [p[3] - p[2] for p in pairs]
-    m.update(
-        acc_bert=acc_b,
-        acc_drbert=acc_d,
-        acc_scratch=acc_s,
-        gain=acc_d - acc_b,
-        worst_seed_gain=min(gains),
-        heldout_mlm_bert=statistics.mean(r.heldout_bert for r in runs),
-        heldout_mlm_drbert=statistics.mean(r.heldout_drbert for r in runs),
-        heldout_mlm_drbert_encoder_only=statistics.mean(r.heldout_drbert_encoder for r in runs),
-    )
-    n_base, n_ours, f_base, f_ours, lat, paired = cost
-    m.update(
-        finetune_params_bert=n_base,
-        finetune_params_drbert=n_ours,
-        pretrain_params_drbert=sum(p.numel() for p in last.parameters()),
-        finetune_flops_bert=f_base,
-        finetune_flops_drbert=f_ours,
-        latency_ms_bert=lat.a_s * 1e3,
-        latency_ms_drbert=lat.b_s * 1e3,
-        latency_ratio=lat.ratio,
-        latency_ratio_paired=paired,
-    )
-    per_seed = ", ".join(f"{100 * p[2]:.1f} -> {100 * p[3]:.1f}" for p in pairs)
-    result.check(
-        f"mean downstream accuracy ({len(runs)} pretraining x {sizes.n_finetune_seeds} "
-        "fine-tuning seeds): DrBERT >= standard MLM",
-        acc_d >= acc_b,
-        f"{100 * acc_b:.2f}% -> {100 * acc_d:.2f}% (gain {100 * (acc_d - acc_b):+.2f} pts; "
-        f"per seed {per_seed}; no pretraining {100 * acc_s:.1f}%)",
-    )
-    result.check(
-        "no seed worse than the standard-MLM baseline by more than 1.5 points",
-        min(gains) >= -0.015,
-        ", ".join(f"{100 * g:+.1f}" for g in gains),
-    )
-    result.check(
+    lab.measure("latency_ms/bert", lat.a_s * 1e3)
+    lab.measure("latency_ms/drbert", lat.b_s * 1e3)
+    lab.measure("latency_ratio", lat.ratio)
+    lab.measure("latency_ratio_paired", paired)
+    lab.invariant(
         "fine-tuning parameters and FLOPs identical (decoder discarded)",
-        n_base == n_ours and f_base == f_ours,
-        f"params {n_base} vs {n_ours}; forward FLOPs (batch 16) {f_base} vs {f_ours}",
+        n["bert"] == n["drbert"] and flops["bert"] == flops["drbert"],
+        f"params {n['bert']} vs {n['drbert']}; forward FLOPs (batch {len(ids)}) "
+        f"{flops['bert']} vs {flops['drbert']}",
     )
-    result.check(
-        "inference latency equal within 15% (median of back-to-back paired timings)",
-        abs(paired - 1.0) <= 0.15,
+    lab.invariant(
+        f"inference latency equal within {100 * s.latency_tolerance:g}% (median of back-to-back "
+        "paired timings)", abs(paired - 1.0) <= s.latency_tolerance,
         f"{lat}; paired DrBERT/BERT ratio {paired:.3f}",
-    )
-    m["time/wall_s"] = time.perf_counter() - t_start
-    m["time/cpu_s"] = time.process_time() - cpu_start
-    result.figures = _figures(runs)
-    return result
+    )  # fmt: skip
 
 
-def _figures(runs: list[Pretrained]) -> dict:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"p{r.seed}/f{f}" for r in runs for f in range(len(r.acc_bert))]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels)), 4))
-    x = range(len(labels))
-    w = 0.27
-    arms = [
-        ("no pretraining", "acc_scratch", "0.7"),
-        ("BERT (standard MLM)", "acc_bert", "tab:blue"),
-        ("DrBERT (decoder discarded)", "acc_drbert", "tab:orange"),
-    ]
-    lo = 100.0
-    for k, (name, key, color) in enumerate(arms):
-        vals = [100 * a for r in runs for a in getattr(r, key)]
+# --------------------------------------------------------------------------------------- figures
+def plot_accuracy(lab: Lab, seeds: list[str]):
+    """Per-seed test accuracy of the three arms."""
+    fig = new_figure(figsize=(max(6, 1.2 * len(seeds)), 4))
+    ax = fig.subplots()
+    w, lo = 0.27, 100.0
+    for k, (arm, label, color) in enumerate((
+        ("scratch", "no pretraining", "0.7"),
+        ("bert", "BERT (standard MLM)", "tab:blue"),
+        ("drbert", "DrBERT (decoder discarded)", "tab:orange"),
+    )):  # fmt: skip
+        vals = [100 * lab.value("acc", f"{arm}/{seed}") for seed in seeds]
         lo = min(lo, *vals)
-        ax.bar([i + (k - 1) * w for i in x], vals, w, label=name, color=color)
+        ax.bar([i + (k - 1) * w for i in range(len(seeds))], vals, w, label=label, color=color)
     ax.set_ylim(max(0, lo - 5), 100)
-    ax.set_xticks(list(x), labels)
+    ax.set_xticks(list(range(len(seeds))), seeds)
     ax.set(
         xlabel="pretraining seed / fine-tuning seed",
         ylabel="test accuracy (%)",
@@ -451,16 +368,29 @@ def _figures(runs: list[Pretrained]) -> dict:
     )
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.tight_layout()
-    figures = {"downstream_accuracy": fig}
+    return fig
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i, r in enumerate(runs):
-        label_b = "BERT (MLM head on the encoder)" if i == 0 else None
-        label_d = "DrBERT (MLM head on the mixed decoder output)" if i == 0 else None
-        ax.plot(*zip(*r.curve_bert), color="tab:blue", alpha=0.8, lw=1, label=label_b)
-        ax.plot(*zip(*r.curve_drbert), color="tab:orange", alpha=0.8, lw=1, label=label_d)
-    ax.set(xlabel="pretraining step", ylabel="MLM training loss", title="Pretraining")
-    ax.legend(fontsize=8)
+
+def plot_curves(lab: Lab):
+    """MLM pretraining loss of both arms, and every fine-tuning run's loss."""
+    fig = new_figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    colors = {"bert": "tab:blue", "drbert": "tab:orange", "scratch": "0.6"}
+    labels = {
+        "bert": "BERT (MLM head on the encoder)",
+        "drbert": "DrBERT (MLM head on the mixed decoder output)",
+        "scratch": "no pretraining",
+    }
+    seen: set[tuple[int, str]] = set()
+    for name, fit in lab.fits.items():
+        arm = name.split("/")[0]
+        panel = 0 if name.endswith("/pretrain") else 1
+        label = labels[arm] if (panel, arm) not in seen else None
+        seen.add((panel, arm))
+        axes[panel].plot(*zip(*fit.curve), color=colors[arm], alpha=0.8, lw=1, label=label)
+    axes[0].set(xlabel="pretraining step", ylabel="MLM training loss", title="Pretraining")
+    axes[1].set(xlabel="fine-tuning step", ylabel="cross-entropy", title="Fine-tuning (every seed)")
+    for ax in axes:
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    figures["pretraining_loss"] = fig
-    return figures
+    return fig
