@@ -2,13 +2,11 @@
 
 Heavy optional packages (scikit-learn, mlxtend) are imported inside the loaders that need them.
 
-Dense-prediction generators are submodules, imported where used (``from archlab.data.phantoms
-import ...``): ``phantoms`` (chest X-ray phantoms with landmark contours and occlusions),
-``volumes`` (3-D volumes with lesions of varying size), ``lesions`` (2-D lesion-count images for
-global-context classification), ``crowds`` (perspective crowd scenes with head points and density
-maps), ``scenes`` (context-dependent segmentation scenes), ``organs`` (abdominal multi-organ
-slices), ``restoration`` (natural-image crops from scikit-image/scikit-learn photos, irregular
-hole masks, noise).
+Only generators that two or more papers use live here; a generator one paper uses lives in
+that paper's folder (``data.py``). Dense-prediction generators are submodules, imported where
+used: ``organs`` (abdominal multi-organ slices; guided_attention_seg, paratranscnn) and
+``restoration`` (natural-image crops from scikit-image/scikit-learn photos, irregular hole masks,
+noise; maxim, medfe). Text corpora: ``text``.
 """
 
 from archlab.data.augment import Augment, random_crop, random_flip

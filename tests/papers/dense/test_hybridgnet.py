@@ -8,7 +8,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from archlab.data.phantoms import JSRT_LANDMARKS, landmark_adjacency
 from archlab.papers.dense.hybridgnet import (
     VARIANTS,
     ChebConv,
@@ -18,6 +17,7 @@ from archlab.papers.dense.hybridgnet import (
     sample_windows,
     scaled_laplacian,
 )
+from archlab.papers.dense.hybridgnet.data import JSRT_LANDMARKS, landmark_adjacency
 from archlab.papers.dense.hybridgnet.experiment import broken_masks
 
 TINY = VARIANTS["tiny"]

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from archlab.data.crowds import crowd_scenes
 from archlab.lab.profiling import n_params
 from archlab.nn.conv import ASPP
 from archlab.papers.dense.m_sfanet import (
@@ -16,6 +15,7 @@ from archlab.papers.dense.m_sfanet import (
     SFANet,
     SFANetConfig,
 )
+from archlab.papers.dense.m_sfanet.data import crowd_scenes
 from archlab.papers.dense.m_sfanet.experiment import crowd_batches, sfanet_loss
 
 deeplabv3 = pytest.importorskip("torchvision.models.segmentation.deeplabv3")

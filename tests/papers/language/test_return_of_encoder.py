@@ -30,8 +30,10 @@ from archlab.papers.language.return_of_encoder.data import (
     causal_logits_on_target,
     decoder_input,
 )
-from archlab.papers.language.return_of_encoder.experiment import QUICK, SMOKE, alternate
+from archlab.papers.language.return_of_encoder.experiment import BUDGETS, alternate
 from archlab.papers.language.return_of_encoder.model import BASE, TINY, VARIANTS
+
+QUICK, SMOKE = BUDGETS["quick"], BUDGETS["smoke"]
 
 
 def _models(seed: int = 0) -> tuple[EncoderDecoderLM, DecoderOnlyLM]:
@@ -255,3 +257,73 @@ def test_alternate_timing_returns_medians():
     values = iter([1.0, 2.0] + [1.0, 3.0, 5.0, 2.0, 1.5, 4.0])  # warm-up, then a b, b a, a b
     a, b = alternate(lambda: next(values), lambda: next(values), 3)
     assert (a, b) == (1.5, 4.0)
+
+
+# ---------------------------------------------------------------- error paths
+V = TINY.vocab_size
+OUT_OF_RANGE = rf"token ids in \[0, {V - 1}\] \(vocab_size {V}\)"
+
+
+def _bad(x: torch.Tensor, value: int) -> torch.Tensor:
+    y = x.clone()
+    y[-1, -1] = value
+    return y
+
+
+def _bad_calls(value: int) -> dict:
+    """Every way a token id reaches the models: forward, encode/decode, cached steps, generate."""
+    encdec, deconly = _models()
+    src = _source()
+    dec_in = torch.cat([torch.full((3, 1), BOS), _source(3, 4, seed=2)], dim=1)
+    positions = torch.arange(src.shape[1]).expand(3, -1)
+    return {
+        "encdec_source": lambda: encdec(_bad(src, value), dec_in),
+        "encdec_target": lambda: encdec(src, _bad(dec_in, value)),
+        "encode": lambda: encdec.encode(_bad(src, value)),
+        "decode_step": lambda: encdec.decode_step(
+            _bad(dec_in[:, :1], value), encdec.encode(src), None, encdec.new_cache()
+        ),
+        "generate_source": lambda: generate(
+            encdec, _bad(src, value), max_new_tokens=2, decoder_start_token_id=BOS
+        ),
+        "generate_start_id": lambda: generate(
+            encdec, src, max_new_tokens=2, decoder_start_token_id=value
+        ),
+        "deconly_forward": lambda: deconly(_bad(src, value)),
+        "forward_step": lambda: deconly.forward_step(_bad(src, value), None, positions, None),
+        "generate_prompt": lambda: generate(deconly, _bad(src, value), max_new_tokens=2),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_calls(V)))
+@pytest.mark.parametrize("value", [-1, V, V + 7], ids=["negative", "vocab_size", "above"])
+@torch.no_grad()
+def test_token_ids_outside_the_vocabulary_raise_a_value_error(case, value):
+    assert _bad_calls(BOS)[case]() is not None  # in range: fine
+    expected = OUT_OF_RANGE
+    if value < 0 and case.startswith("generate"):
+        expected = ">= 0; got -1"  # archlab.generate refuses negative ids before the model
+    with pytest.raises(ValueError, match=expected):
+        _bad_calls(value)[case]()
+
+
+def test_source_and_target_batches_must_match():
+    encdec, _ = _models()
+    src = _source(B=1)
+    dec_in = torch.cat([torch.full((2, 1), BOS), _source(2, 4, seed=2)], dim=1)  # batch 2
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=r"target batch \(2 rows.*source batch \(1 rows"):
+            encdec(src, dec_in)
+        with pytest.raises(ValueError, match=r"target batch \(2 rows.*source batch \(1 rows"):
+            encdec.decode_step(dec_in[:, :1], encdec.encode(src), None, encdec.new_cache())
+        with pytest.raises(ValueError, match=r"target batch \(1 rows.*source batch \(2 rows"):
+            encdec(_source(B=2), dec_in[:1])
+        assert encdec(_source(B=2), dec_in).shape == (2, 5, V)  # matching batches: fine
+
+
+def test_experiment_arms_and_budgets():
+    assert set(BUDGETS) == {"smoke", "quick"}  # no full budget: the paper's scale is not run
+    for s in BUDGETS.values():
+        assert s.recipe.optimizer == "adamw" and s.recipe.grad_clip == 1.0
+        assert s.s_check in s.lengths and s.student.vocab_size == s.task.vocab_size
+        assert s.teacher.vocab_size == s.task.vocab_size and s.teacher.is_decoder_only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -74,12 +75,51 @@ def test_bad_layouts_raise():
     with pytest.raises(ValueError):
         layout_for(ScanSnapConfig(M=7))
     with pytest.raises(ValueError):
-        ScanSnapConfig(T=1)
+        ScanSnapConfig(M=1)
+    with pytest.raises(ValueError, match="T must be >= 2"):
+        SequenceClasses(TINY).sample(4, 1, _gen())
+
+
+# ---------------------------------------------------------------- error paths
+@pytest.mark.parametrize("name", ["tiny", "transformer"])
+@pytest.mark.parametrize("bad", [-1, "M"], ids=["negative", "M"])
+def test_token_ids_outside_the_vocabulary_raise_a_value_error(name, bad):
+    model = build(SPEC.variants[name])
+    M = model.cfg.M
+    x = torch.randint(0, M, (2, 8), generator=_gen())
+    model(x)  # in range: fine
+    for where in (0, -1):  # a context token, the query token
+        y = x.clone()
+        y[1, where] = M if bad == "M" else bad
+        with pytest.raises(ValueError, match=rf"token ids must lie in \[0, {M - 1}\]"):
+            model(y)
+
+
+def test_sequences_must_be_integer_and_at_least_two_tokens_long():
+    model = build(SPEC.variants["tiny"])
+    with pytest.raises(ValueError, match="T >= 2"):
+        model(torch.zeros(3, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer token ids"):
+        model(torch.zeros(3, 4))
+
+
+def test_the_model_has_no_sequence_length_field_and_reads_any_length():
+    """T is the data's sequence length, not the model's: no positional encoding, no parameter
+    depends on it (README: "T")."""
+    assert "T" not in {f.name for f in dataclasses.fields(ScanSnapConfig)}
+    with pytest.raises(TypeError):
+        ScanSnapConfig(T=64)
+    model = ScanSnapYZ(ScanSnapConfig(M=TINY.M, zero_init=False))
+    classes = SequenceClasses(TINY)
+    for T in (2, 16, 200):
+        x, _, _ = classes.sample(4, T, _gen())
+        out = model(x)
+        assert out.logits.shape == (4, TINY.M) and out.attention.shape == (4, T - 1)
 
 
 # ---------------------------------------------------------------- model
 def test_zero_init_gives_uniform_attention_over_the_context():
-    cfg = ScanSnapConfig(M=TINY.M, T=16)
+    cfg = ScanSnapConfig(M=TINY.M)
     model = ScanSnapYZ(cfg)
     x, _, _ = SequenceClasses(TINY).sample(8, 16, _gen())
     out = model(x)
@@ -91,7 +131,7 @@ def test_zero_init_gives_uniform_attention_over_the_context():
 
 
 def test_attention_reads_z_of_query_row_and_key_column():
-    cfg = ScanSnapConfig(M=6, T=4, zero_init=False)
+    cfg = ScanSnapConfig(M=6, zero_init=False)
     model = ScanSnapYZ(cfg)
     x = torch.tensor([[0, 1, 1, 5]])
     z = model.Z.detach()[5, [0, 1, 1]]
@@ -101,18 +141,18 @@ def test_attention_reads_z_of_query_row_and_key_column():
     logits = model.Y.detach() @ (f / f.norm())
     torch.testing.assert_close(model(x).logits[0], logits)
     assert model.cfg.attend_to_query is False
-    wide = ScanSnapYZ(ScanSnapConfig(M=6, T=4, attend_to_query=True))
+    wide = ScanSnapYZ(ScanSnapConfig(M=6, attend_to_query=True))
     assert wide(x).attention.shape == (1, 4)
 
 
 def test_transformer_with_orthonormal_embeddings_equals_its_yz_reparametrisation():
-    cfg = ScanSnapConfig(M=8, T=6, d=8, zero_init=False)
+    cfg = ScanSnapConfig(M=8, d=8, zero_init=False)
     torch.manual_seed(0)
     tf = ScanSnapTransformer(cfg)
     with torch.no_grad():
         tf.U.weight.copy_(torch.linalg.qr(torch.randn(8, 8))[0])  # orthonormal rows
     Y, Z = tf.pairwise_logits()
-    yz = ScanSnapYZ(ScanSnapConfig(M=8, T=6))
+    yz = ScanSnapYZ(ScanSnapConfig(M=8))
     with torch.no_grad():
         yz.Y.copy_(Y)
         yz.Z.copy_(Z)
@@ -143,7 +183,7 @@ def test_z_gradient_scans_distinct_over_common_tokens():
     common tokens, and raises the frequent distinct tokens most.
     """
     classes = SequenceClasses(TINY)
-    model = ScanSnapYZ(ScanSnapConfig(M=TINY.M, T=16))
+    model = ScanSnapYZ(ScanSnapConfig(M=TINY.M))
     g = _gen()
     opt = torch.optim.SGD([model.Y], lr=1.0)  # decoder only: Z stays 0 (uniform attention)
     for _ in range(5):

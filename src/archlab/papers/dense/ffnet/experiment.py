@@ -4,7 +4,7 @@ Both networks are the same family (stem A, four stages of depths 2-2-3-2, the of
 up-head and segmentation head, widths / 4): FFNet-mini with BasicBlocks, the baseline with
 bottleneck blocks (as the paper compares ResNet-34 with ResNet-50). They are built from the same
 init stream and trained on the same data stream with the same recipe (``archlab.lab``) on
-96 x 96 context-dependent scenes (``archlab.data.scenes``: the class of a textured lot is
+96 x 96 context-dependent scenes (``ffnet.data``: the class of a textured lot is
 decided by a cue 45-60 px away). Measured:
 
 1. mIoU over the four classes on held-out scenes, and the IoU of the two context classes;
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from archlab.data.scenes import SCENE_CLASSES, ContextScenes, context_scenes
 from archlab.lab import Lab, Recipe, predict_labels
 from archlab.lab.metrics import iou
 from archlab.lab.plots import new_figure, overlay_grid
 from archlab.lab.tasks import SEGMENT
+from archlab.papers.dense.ffnet.data import SCENE_CLASSES, ContextScenes, context_scenes
 from archlab.papers.dense.ffnet.erf import erf_map, erf_radius
 from archlab.papers.dense.ffnet.model import FFNet, mini
 

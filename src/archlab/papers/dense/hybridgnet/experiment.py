@@ -1,7 +1,7 @@
 """Miniature reproduction of HybridGNet: landmark contours vs a U-Net's masks on chest phantoms.
 
 Three models are built from the same init stream and trained on the same data stream of
-synthetic chest X-ray phantoms (``archlab.data.phantoms``: two lungs and a heart with 44 / 50 / 26
+synthetic chest X-ray phantoms (``hybridgnet.data``: two lungs and a heart with 44 / 50 / 26
 landmarks) with the same recipe (``archlab.lab``):
 
 - HybridGNet with two image-to-graph skip connections (IGSC), the paper's model;
@@ -29,7 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from archlab.baselines.unet import UNet, UNetConfig
-from archlab.data.phantoms import (
+from archlab.lab import Lab, Recipe, predict, predict_labels
+from archlab.lab.metrics import dice, n_components, n_holes
+from archlab.lab.plots import overlay_grid
+from archlab.lab.tasks import SEGMENT
+from archlab.papers.dense.hybridgnet.data import (
     N_CLASSES,
     ORGANS,
     PhantomConfig,
@@ -39,10 +43,6 @@ from archlab.data.phantoms import (
     organ_slices,
     rasterize_contours,
 )
-from archlab.lab import Lab, Recipe, predict, predict_labels
-from archlab.lab.metrics import dice, n_components, n_holes
-from archlab.lab.plots import overlay_grid
-from archlab.lab.tasks import SEGMENT
 from archlab.papers.dense.hybridgnet.model import MINI, HybridGNet, HybridGNetConfig
 
 STRICTLY = 1e-9  # added to a margin where the claim says "less than": a tie is no win

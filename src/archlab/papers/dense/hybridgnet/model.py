@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archlab.data.phantoms import JSRT_LANDMARKS, landmark_adjacency, organ_slices
 from archlab.nn.conv import check_dense_input
+from archlab.papers.dense.hybridgnet.data import JSRT_LANDMARKS, landmark_adjacency, organ_slices
 from archlab.registry import PaperSpec
 
 # --- graph operators ------------------------------------------------------------------------

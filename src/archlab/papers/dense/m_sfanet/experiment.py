@@ -3,7 +3,7 @@
 1. Counting: SFANet (the baseline), M-SFANet (+ CAN + ASPP) and M-SegNet (max-unpooling) with
    the official layouts at 1/8 of the official widths, trained from scratch (no ImageNet VGG),
    built from the same init stream and trained on the same data stream with the same recipe
-   (``archlab.lab``) on perspective crowd scenes (``archlab.data.crowds``: 64 x 64, 2-120
+   (``archlab.lab``) on perspective crowd scenes (``m_sfanet.data``: 64 x 64, 2-120
    people, perspective-scaled Gaussian density maps) with SFANet's loss (density-map MSE +
    0.1 x BCE on the attention map, whose target is the density > 1e-3 mask). Test: count
    MAE / RMSE on held-out scenes.
@@ -22,13 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from archlab.data.crowds import CrowdScenes, attention_mask, crowd_scenes, downsample_density
 from archlab.lab import Lab, Recipe, evaluating, predict
 from archlab.lab.inference import model_device
 from archlab.lab.metrics import count_errors
 from archlab.lab.plots import new_figure
 from archlab.lab.profiling import compare_latency
 from archlab.lab.tasks import COUNT
+from archlab.papers.dense.m_sfanet.data import (
+    CrowdScenes,
+    attention_mask,
+    crowd_scenes,
+    downsample_density,
+)
 from archlab.papers.dense.m_sfanet.model import SFANet, _narrow
 
 NAMES = {"sfanet": "SFANet", "m_sfanet": "M-SFANet", "m_segnet": "M-SegNet"}

@@ -1,6 +1,6 @@
 """Miniature reproduction of MEDUSA against the same CNN without its attention.
 
-Task (``archlab.data.lesions``): 64x64 chest-like images with 0-3 ring-shaped lesions and 0-3
+Task (``medusa_med.data``): 64x64 chest-like images with 0-3 ring-shaped lesions and 0-3
 smooth distractor discs in the lungs; label 1 when an image holds at least 2 lesions, so the
 decision needs evidence gathered over the whole image. MEDUSA (a ResNet whose three stages are
 gated by three heads of one U-Net attention body) and the ResNet alone
@@ -21,16 +21,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archlab.baselines.resnet import ResNet
-from archlab.data.lesions import (
+from archlab.lab import Lab, Recipe, predict
+from archlab.lab.plots import overlay_grid
+from archlab.lab.tasks import CLASSIFY
+from archlab.papers.dense.medusa_med.data import (
     LesionImages,
     attention_scores,
     lesion_batches,
     lesion_images,
     roc_auc,
 )
-from archlab.lab import Lab, Recipe, predict
-from archlab.lab.plots import overlay_grid
-from archlab.lab.tasks import CLASSIFY
 from archlab.papers.dense.medusa_med.model import VARIANTS, Medusa, MedusaConfig
 
 

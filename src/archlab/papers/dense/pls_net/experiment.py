@@ -1,12 +1,12 @@
 """Miniature reproduction of PLS-Net against a 3-D U-Net on synthetic lesion volumes.
 
 Both networks are built from the same init stream and trained on the same data stream with the
-same recipe (``archlab.lab``) on synthetic head volumes (``archlab.data.volumes``: 0-3 enhancing
+same recipe (``archlab.lab``) on synthetic head volumes (``pls_net.data``: 0-3 enhancing
 lesions of log-uniform radius 1.5-8 voxels in a 32^3 volume with tissue texture, bright vessel
 distractors, bias field and noise), with the same loss (cross-entropy + Dice), then scored on
 held-out volumes: foreground Dice per volume (volumes with lesions), lesion-wise Dice per size
 bin and lesion-wise detection F1 (a lesion is detected when the predicted components touching it
-reach Dice >= 0.1; see ``archlab.data.volumes``). Parameter counts and single-volume CPU
+reach Dice >= 0.1; see ``pls_net.data``). Parameter counts and single-volume CPU
 inference latency are reported too.
 """
 
@@ -22,7 +22,13 @@ import torch
 from torch import Tensor, nn
 
 from archlab.baselines.unet import UNet, UNetConfig
-from archlab.data.volumes import (
+from archlab.lab import Lab, Recipe, evaluating, predict_labels
+from archlab.lab.inference import model_device
+from archlab.lab.metrics import dice
+from archlab.lab.plots import overlay_grid
+from archlab.lab.profiling import compare_latency
+from archlab.lab.tasks import SEGMENT
+from archlab.papers.dense.pls_net.data import (
     SIZE_NAMES,
     LesionVolumes,
     detection_f1,
@@ -31,12 +37,6 @@ from archlab.data.volumes import (
     lesion_volumes,
     volume_batches,
 )
-from archlab.lab import Lab, Recipe, evaluating, predict_labels
-from archlab.lab.inference import model_device
-from archlab.lab.metrics import dice
-from archlab.lab.plots import overlay_grid
-from archlab.lab.profiling import compare_latency
-from archlab.lab.tasks import SEGMENT
 from archlab.papers.dense.pls_net.model import PlsNet, PlsNetConfig
 
 

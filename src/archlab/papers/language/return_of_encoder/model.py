@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from archlab.lab.profiling import n_params
 from archlab.nn import (
     Decoder,
     DecoderCache,
@@ -140,7 +141,7 @@ def n_parameters(cfg: MuConfig) -> int:
 
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters of a built model (shared tensors counted once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return n_params(model, trainable_only=True)
 
 
 def matched_decoder_only(cfg: MuConfig) -> MuConfig:
@@ -177,6 +178,22 @@ def _layer_kwargs(cfg: MuConfig, rotary: RotaryEmbedding) -> dict:
         attn_dropout=cfg.dropout,
         rotary=rotary,
     )
+
+
+def check_token_ids(name: str, ids: Tensor, vocab_size: int) -> None:
+    """Raise a one-line ``ValueError`` unless every id of ``ids`` lies in ``[0, vocab_size)``.
+
+    (``nn.Embedding`` would raise a bare ``IndexError`` on the CPU and a device-side assert on
+    CUDA.) One host sync per call.
+    """
+    if ids.numel() == 0:
+        return
+    lo, hi = torch.stack(torch.aminmax(ids)).tolist()
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(
+            f"{name} must hold token ids in [0, {vocab_size - 1}] (vocab_size {vocab_size}); "
+            f"got ids from {lo} to {hi}"
+        )
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -217,7 +234,12 @@ class EncoderDecoderLM(nn.Module):
         return F.linear(h, self.embed.weight)
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """Encoder output ``memory`` (B, S, D) of source ``input_ids`` (B, S), once per input."""
+        """Encoder output ``memory`` (B, S, D) of source ``input_ids`` (B, S), once per input.
+
+        Raises:
+            ValueError: if a source id lies outside the vocabulary.
+        """
+        check_token_ids("input_ids (source)", input_ids, self.cfg.vocab_size)
         return self.encoder(self.embed(input_ids), padding_mask=attention_mask)
 
     def decode(
@@ -227,7 +249,19 @@ class EncoderDecoderLM(nn.Module):
         memory_mask: Tensor | None = None,
         cache: DecoderCache | None = None,
     ) -> Tensor:  # (B, T) -> (B, T, K)
-        """Logits at every decoder position (positions start at the cache's length)."""
+        """Logits at every decoder position (positions start at the cache's length).
+
+        Raises:
+            ValueError: if a decoder id lies outside the vocabulary, or the batch of
+                ``decoder_input_ids`` differs from the source batch of ``memory`` (it would
+                broadcast a single source over several targets).
+        """
+        check_token_ids("decoder_input_ids (target)", decoder_input_ids, self.cfg.vocab_size)
+        if decoder_input_ids.shape[0] != memory.shape[0]:
+            raise ValueError(
+                f"the target batch ({decoder_input_ids.shape[0]} rows of decoder_input_ids) must "
+                f"match the source batch ({memory.shape[0]} rows of input_ids / memory)"
+            )
         h = self.decoder(
             self.embed(decoder_input_ids), memory, memory_padding_mask=memory_mask, cache=cache
         )
@@ -302,7 +336,11 @@ class DecoderOnlyLM(nn.Module):
         Args:
             input_ids: (B, T), left-padded when sequences differ in length.
             attention_mask: (B, T), 1 = real token; None when nothing is padded.
+
+        Raises:
+            ValueError: if an id lies outside the vocabulary.
         """
+        check_token_ids("input_ids", input_ids, self.cfg.vocab_size)
         positions = None
         if attention_mask is not None:
             positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # (B, T)
@@ -322,6 +360,7 @@ class DecoderOnlyLM(nn.Module):
         cache: DecoderCache | None,
     ) -> tuple[Tensor, DecoderCache | None]:  # (B, T) -> (B, K)
         """Logits of the next token after ``input_ids`` (the tokens the cache has not seen)."""
+        check_token_ids("input_ids", input_ids, self.cfg.vocab_size)
         h = self.decoder(
             self.embed(input_ids), padding_mask=attention_mask, positions=position_ids, cache=cache
         )

@@ -3,12 +3,13 @@
 The reparametrised model (``ScanSnapYZ``, ``Y = Z = 0`` at the start, so the attention is
 uniform) is trained by SGD with momentum on the synthetic sequence classes of ``data.py``
 (4 next tokens sharing 2 query tokens, 10 distinct tokens per class with increasing
-``P(l|n)``, 5 common tokens, ``T = 64``), once per decoder/attention learning-rate ratio
-``eta_Y / eta_Z`` with the same ``eta_Z``, the same data stream and the same seed. After every
-step the class-averaged token mixture ``c_n`` (attention mass on each token, measured on a fixed
-held-out set of sequences of every class) is recorded. There is no baseline model in this
-dynamics paper: each run is compared with its own uniform start, and the runs are compared with
-each other across learning-rate ratios.
+``P(l|n)``, 5 common tokens, sequences of ``T = 64`` tokens), once per decoder/attention
+learning-rate ratio ``eta_Y / eta_Z`` (one arm per ratio, named ``r<ratio>``) with the same
+``eta_Z``, the same recipe and the same data stream (``lab.fit``). After every step the
+class-averaged token mixture ``c_n`` (attention mass on each token, measured on a fixed held-out
+set of sequences of every class) is recorded. There is no baseline model in this dynamics
+paper: each run is compared with its own uniform start, and the runs are compared with each
+other across learning-rate ratios.
 
 Measured (``run``):
 
@@ -17,66 +18,70 @@ Measured (``run``):
    ``P(l|n)`` (Spearman), so attention moves onto the distinct tokens and keeps the frequent ones.
 2. Snap: the token mixture stops changing before winner-take-all: the largest token share stays
    below 0.9 and the entropy of ``c_n`` over the distinct tokens plateaus (the step after which
-   its change rate stays below ``RATE_TOL``), well before the end of training.
+   its change rate stays below ``rate_tol``), well before the end of training.
 3. Learning-rate ratio (the paper's snap analysis, Fig. 6): a larger ``eta_Y / eta_Z`` snaps
    earlier and freezes a less sparse mixture (higher entropy).
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
-from archlab.engine import TrainConfig, Trainer, seed_everything
-from archlab.lab.result import Budget, Result
+from archlab.lab import Lab, Recipe, predict
+from archlab.lab.plots import new_figure
 from archlab.papers.language.scan_snap.data import LAYOUTS, SequenceClasses
-from archlab.papers.language.scan_snap.model import (
-    SPEC,
-    ScanSnapConfig,
-    ScanSnapYZ,
-    next_token_loss,
-)
+from archlab.papers.language.scan_snap.model import ScanSnapConfig, ScanSnapYZ, next_token_loss
 
 RATE_TOL = 1e-3  # nats/step: the entropy is "frozen" once its smoothed change rate stays below
 RATE_WINDOW = 5  # steps over which the rate is smoothed
 
 
 @dataclass(frozen=True)
-class Sizes:
-    """Everything the budget decides."""
+class Settings:
+    """Everything the budget decides.
 
-    layout: str
-    T: int
-    steps: int
-    batch_size: int
-    per_class_eval: int
-    lr_Z: float  # noqa: N815 - the paper's eta_Z
-    ratios: tuple[float, ...]  # eta_Y / eta_Z
-
-
-SMOKE = Sizes("tiny", 16, 4, 16, 8, 3.0, (1.0, 10.0))
-QUICK = Sizes("base", 64, 200, 128, 256, 3.0, (1.0, 3.0, 10.0))
-BUDGETS = {"smoke": SMOKE, "quick": QUICK}
-
-
-@dataclass
-class Trajectory:
-    """One training run: the class-averaged token mixtures after every step.
-
-    Attributes:
-        ratio: ``eta_Y / eta_Z``.
-        mixtures: (S+1, N, M) ``c_n`` at steps 0..S.
-        Z: (M, M) final attention logits.
-        loss: final training loss.
+    The recipe's ``lr`` is the attention rate ``eta_Z``; each arm's decoder rate is
+    ``eta_Y = ratio * eta_Z`` (optimizer groups of ``ScanSnapYZ.param_groups``).
     """
 
-    ratio: float
-    mixtures: torch.Tensor
-    Z: torch.Tensor
-    loss: float
+    layout: str  # the sequence-class layout of data.LAYOUTS
+    T: int  # length of the sampled sequences: T - 1 context tokens, then the query
+    recipe: Recipe  # SGD with momentum, constant eta_Z, no clipping, c_n recorded every step
+    per_class_eval: int  # held-out sequences per class on which c_n is measured
+    ratios: tuple[float, ...]  # eta_Y / eta_Z, increasing
+    max_common_fraction: float = 0.5  # scan: common-token share at the end / at the start
+    min_spearman: float = 0.6  # scan: rank correlation of the learned z_{m,l} with P(l|n)
+    max_token_share: float = 0.9  # snap: no winner-take-all
+    rate_tol: float = RATE_TOL  # snap: entropy change rate (nats/step) below which it is frozen
+    rate_window: int = RATE_WINDOW  # snap: steps over which the rate is smoothed
+    snap_within: float = 0.5  # snap: the snap step lies within this fraction of training
+    max_late_change: float = 0.1  # snap: change over the second half / total change
+    min_entropy_gain: float = 1e-9  # ratio: each larger ratio freezes a strictly higher entropy
+    snap_earlier_by: float = 1e-9  # ratio: the largest ratio snaps strictly earlier
+
+
+def _sgd(steps: int, batch_size: int) -> Recipe:
+    """SGD with momentum 0.9 (the official optimizer) at a constant ``eta_Z = 3``, no clipping;
+    the evaluation (``c_n``) runs after every step."""
+    return Recipe(
+        steps=steps, batch_size=batch_size, lr=3.0, optimizer="sgd", momentum=0.9,
+        schedule="constant", grad_clip=None, eval_every=1,
+    )  # fmt: skip
+
+
+BUDGETS = {
+    "smoke": Settings(
+        layout="tiny", T=16, recipe=_sgd(4, 16), per_class_eval=8, ratios=(1.0, 10.0)
+    ),
+    "quick": Settings(
+        layout="base", T=64, recipe=_sgd(200, 128), per_class_eval=256, ratios=(1.0, 3.0, 10.0)
+    ),
+}
 
 
 def spearman(a, b) -> float:
@@ -104,59 +109,16 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(1e-30).log()).sum(-1)
 
 
-def train_ratio(classes: SequenceClasses, sizes: Sizes, ratio: float, seed: int) -> Trajectory:
-    """Train ``ScanSnapYZ`` with ``eta_Y = ratio * eta_Z``; record ``c_n`` after every step."""
-    cfg = ScanSnapConfig(M=classes.M, T=sizes.T)
-    seed_everything(seed)
-    model = ScanSnapYZ(cfg)
-    x_eval, _, n_eval = classes.balanced(
-        sizes.per_class_eval, sizes.T, torch.Generator().manual_seed(10_000 + seed)
-    )
-    mixtures = []
-
-    def record(m: torch.nn.Module) -> dict[str, float]:
-        mixture = m(x_eval).mixture  # (B, M)
-        c = torch.stack([mixture[n_eval == n].mean(0) for n in range(classes.n_next)])  # (N, M)
-        mixtures.append(c)
-        return {}
-
-    with torch.no_grad():
-        record(model)
-
-    def data(batch_size: int, generator: torch.Generator):
-        x, y, _ = classes.sample(batch_size, sizes.T, generator)
-        return x, y
-
-    train_cfg = TrainConfig(
-        steps=sizes.steps,
-        batch_size=sizes.batch_size,
-        lr=sizes.lr_Z,
-        optimizer="sgd",
-        momentum=0.9,
-        grad_clip=None,
-        eval_every=1,
-        log_every=sizes.steps,
-        seed=seed,
-        device="cpu",
-        progress=False,
-    )
-    params = model.param_groups(lr_Z=sizes.lr_Z, lr_Y=ratio * sizes.lr_Z)
-    fit = Trainer(model, next_token_loss, train_cfg, eval_fn=record, params=params).fit(data)
-    return Trajectory(
-        ratio, torch.stack(mixtures), model.Z.detach().clone(), fit.history[-1]["loss"]
-    )
-
-
-def snap_step(h: np.ndarray) -> int:
-    """First step after which the smoothed entropy change rate stays below ``RATE_TOL``.
+def snap_step(h: np.ndarray, tol: float = RATE_TOL, window: int = RATE_WINDOW) -> int:
+    """First step after which the entropy change rate, smoothed over ``window`` steps, stays
+    below ``tol``.
 
     Args:
         h: (S+1,) entropy after steps 0..S.
     """
-    w = RATE_WINDOW
-    rate = np.abs(h[w:] - h[:-w]) / w  # rate[i]: mean |dH/dt| over steps i..i+w
-    above = np.nonzero(rate >= RATE_TOL)[0]
-    return 0 if len(above) == 0 else int(min(above[-1] + w, len(h) - 1))
+    rate = np.abs(h[window:] - h[:-window]) / window  # rate[i]: mean |dH/dt| over i..i+window
+    above = np.nonzero(rate >= tol)[0]
+    return 0 if len(above) == 0 else int(min(above[-1] + window, len(h) - 1))
 
 
 def settle_step(h: np.ndarray, tol: float) -> int:
@@ -166,18 +128,34 @@ def settle_step(h: np.ndarray, tol: float) -> int:
     return 0 if len(away) == 0 else int(away[-1] + 1)
 
 
-def summarize(traj: Trajectory, classes: SequenceClasses) -> dict[str, float]:
-    """Scan/snap numbers of one trajectory."""
-    c = traj.mixtures  # (S+1, N, M)
+def mixture_recorder(
+    classes: SequenceClasses, x_eval: torch.Tensor, n_eval: torch.Tensor
+) -> tuple[list[torch.Tensor], Callable[[nn.Module], dict]]:
+    """An ``eval_fn`` that appends the class-averaged mixture ``c_n`` (N, M) to a list."""
+    mixtures: list[torch.Tensor] = []
+
+    def record(model: nn.Module) -> dict:
+        mixture = predict(model, x_eval, len(x_eval), fn=lambda m, x: m(x).mixture)  # (B, M)
+        mixtures.append(torch.stack([mixture[n_eval == n].mean(0) for n in range(classes.n_next)]))
+        return {}
+
+    return mixtures, record
+
+
+def summarize(
+    mixtures: torch.Tensor, Z: torch.Tensor, classes: SequenceClasses, s: Settings
+) -> dict[str, float]:
+    """Scan/snap numbers of one trajectory of mixtures (S+1, N, M) and final logits Z (M, M)."""
+    c = mixtures
     common = c[:, :, classes.common].sum(-1).mean(-1)  # (S+1,)
     distinct = torch.stack([c[:, n, classes.distinct[n]] for n in range(classes.n_next)], 1)
     h_distinct = entropy(distinct).mean(-1).numpy()  # (S+1,) mean over classes
-    h_full = entropy(c).mean(-1).numpy()
-    rhos = []
-    for n in range(classes.n_next):
-        z = traj.Z[classes.query[n], classes.distinct[n]]
-        rhos.append(spearman(z.numpy(), classes.probs[n, classes.distinct[n]].numpy()))
-    s = len(h_distinct) - 1
+    rhos = [
+        spearman(Z[classes.query[n], classes.distinct[n]].numpy(),
+                 classes.probs[n, classes.distinct[n]].numpy())
+        for n in range(classes.n_next)
+    ]  # fmt: skip
+    half = (len(h_distinct) - 1) // 2
     return {
         "common_share_start": float(common[0]),
         "common_share_end": float(common[-1]),
@@ -186,149 +164,178 @@ def summarize(traj: Trajectory, classes: SequenceClasses) -> dict[str, float]:
         "max_token_share": float(c.amax(dim=(1, 2)).max()),
         "entropy_distinct_start": float(h_distinct[0]),
         "entropy_distinct_end": float(h_distinct[-1]),
-        "entropy_full_end": float(h_full[-1]),
-        "entropy_change_late": float(abs(h_distinct[-1] - h_distinct[s // 2])),
+        "entropy_full_end": float(entropy(c).mean(-1)[-1]),
+        "entropy_change_late": float(abs(h_distinct[-1] - h_distinct[half])),
         "entropy_change_total": float(abs(h_distinct[-1] - h_distinct[0])),
-        "snap_step": float(snap_step(h_distinct)),
+        "snap_step": float(snap_step(h_distinct, s.rate_tol, s.rate_window)),
         "snap_step_rel90": float(settle_step(h_distinct, 0.1)),
-        "loss_end": traj.loss,
     }
 
 
-def _fmt(r: float) -> str:
-    return f"{r:g}"
+def _arm(ratio: float) -> str:
+    return f"r{ratio:g}"
 
 
-def _figures(trajs: list[Trajectory], classes: SequenceClasses, stats: list[dict]) -> dict:
+def train_ratios(lab: Lab, s: Settings, classes: SequenceClasses) -> dict[str, torch.Tensor]:
+    """One arm per ratio, from ``Y = Z = 0``, on the same data stream; record ``c_n`` after
+    every step and the scan/snap numbers (``<number>/r<ratio>``). Returns the mixtures
+    (S+1, N, M) of each arm."""
+    x_eval, _, n_eval = classes.balanced(s.per_class_eval, s.T, lab.rng("eval"))
+
+    def data(batch_size: int, generator: torch.Generator):
+        x, y, _ = classes.sample(batch_size, s.T, generator)
+        return x, y
+
+    trajectories, zero_start = {}, []
+    for ratio in s.ratios:
+        arm = _arm(ratio)
+        model = lab.build(arm, lambda: ScanSnapYZ(ScanSnapConfig(M=classes.M)))
+        zero_start.append(all(bool((p == 0).all()) for p in model.parameters()))
+        mixtures, record = mixture_recorder(classes, x_eval, n_eval)
+        record(model)  # step 0
+        groups = model.param_groups(lr_Z=s.recipe.lr, lr_Y=ratio * s.recipe.lr)
+        fit = lab.fit(arm, model, next_token_loss, data, s.recipe, eval_fn=record, params=groups)
+        trajectories[arm] = torch.stack(mixtures)  # (S+1, N, M)
+        stats = summarize(trajectories[arm], model.Z.detach().cpu(), classes, s)
+        for key, value in {**stats, "loss_end": fit.final_loss}.items():
+            lab.measure(f"{key}/{arm}", value)
+    lab.invariant("Y = Z = 0 at the start of every arm (uniform attention)", all(zero_start),
+                  "zero_init=True")  # fmt: skip
+    return trajectories
+
+
+def run(lab: Lab) -> None:
+    """Train at every learning-rate ratio, measure scan and snap, and check the claim."""
+    s: Settings = lab.settings
+    classes = SequenceClasses(LAYOUTS[s.layout])
+    trajectories = train_ratios(lab, s, classes)
+    arms = list(trajectories)
+
+    def values(key: str) -> np.ndarray:  # one value per arm, in ratio order (nan propagates)
+        return np.array([lab.value(key, arm) for arm in arms])
+
+    def per_arm(key: str, spec: str = ".3f") -> str:
+        return ", ".join(f"{arm}: {lab.value(key, arm):{spec}}" for arm in arms)
+
+    # 1. scan: attention leaves the common tokens and ranks the distinct ones like P(l|n)
+    lab.bound(
+        f"scan: attention on common tokens falls to <= {s.max_common_fraction:g}x its "
+        "uniform start (every ratio)",
+        "largest end/start fraction",
+        values("common_share_fraction").max(),
+        at_most=s.max_common_fraction,
+        note=f"start {per_arm('common_share_start')}; end {per_arm('common_share_end')}",
+    )
+    lab.bound(
+        "scan: distinct-token attention logits z_ml ordered like P(l|n), Spearman >= "
+        f"{s.min_spearman:g} (every ratio)",
+        "smallest Spearman",
+        values("spearman_z_vs_p").min(),
+        at_least=s.min_spearman,
+        note=per_arm("spearman_z_vs_p", ".2f"),
+    )
+    # 2. snap: the mixture freezes early, far from winner-take-all
+    lab.bound(
+        f"snap: no winner-take-all, largest token share < {s.max_token_share:g} "
+        "throughout (every ratio)",
+        "largest token share",
+        values("max_token_share").max(),
+        at_most=s.max_token_share,
+        note=per_arm("max_token_share"),
+    )
+    lab.bound(
+        f"snap: entropy plateaus (rate < {s.rate_tol:g}/step) in the first "
+        f"{s.snap_within:.0%} of training (every ratio)",
+        "latest snap step",
+        values("snap_step").max(),
+        at_most=s.snap_within * s.recipe.steps,
+        note=per_arm("snap_step", ".0f"),
+    )
+    late = values("entropy_change_late") / values("entropy_change_total")
+    lab.bound(
+        f"snap: entropy change over the second half <= {s.max_late_change:.0%} of the "
+        "total (every ratio)",
+        "largest late/total change",
+        late.max(),
+        at_most=s.max_late_change,
+        note=f"late {per_arm('entropy_change_late', '.4f')}; "
+        f"total {per_arm('entropy_change_total', '.4f')}",
+    )
+    # 3. learning-rate ratio: a faster decoder snaps earlier and leaves a less sparse mixture
+    lab.bound(
+        "ratio: larger eta_Y/eta_Z freezes a higher-entropy mixture (monotone)",
+        "smallest entropy gain between neighbouring ratios",
+        np.diff(values("entropy_distinct_end")).min(),
+        at_least=s.min_entropy_gain,
+        unit=" nats",
+        note="H " + per_arm("entropy_distinct_end"),
+    )
+    lab.compare(
+        "ratio: larger eta_Y/eta_Z snaps earlier (largest vs smallest ratio)",
+        "snap_step",
+        arms[-1],
+        arms[0],
+        margin=s.snap_earlier_by,
+        higher_is_better=False,
+        unit=" steps",
+        note="90% settled at " + per_arm("snap_step_rel90", ".0f"),
+    )
+    lab.figure("scan_attention", scan_figure(trajectories, classes, s))
+    lab.figure("snap_entropy", snap_figure(trajectories, classes, s, lab))
+
+
+# ----------------------------------------------------------------------------- figures
+def scan_figure(trajectories: dict[str, torch.Tensor], classes: SequenceClasses, s: Settings):
+    """Every token's share of class 0 at the largest ratio; the common-token total per ratio."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures = {}
-    ref = trajs[-1]  # the largest ratio: the paper's regime (decoder faster than attention)
-    steps = np.arange(ref.mixtures.shape[0])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ref_arm = _arm(s.ratios[-1])  # the largest ratio: the paper's regime (decoder faster)
+    ref = trajectories[ref_arm]
+    steps = np.arange(ref.shape[0])
+    fig = new_figure((11, 4))
+    axes = fig.subplots(1, 2)
     n = 0
-    blues = plt.get_cmap("Blues")
-    p = classes.probs[n]
-    pd = p[classes.distinct[n]]
+    blues = matplotlib.colormaps["Blues"]
+    pd = classes.probs[n][classes.distinct[n]]
     for j, token in enumerate(classes.distinct[n].tolist()):
         shade = 0.35 + 0.65 * float((pd[j] - pd.min()) / (pd.max() - pd.min() + 1e-12))
-        axes[0].plot(steps, ref.mixtures[:, n, token], color=blues(shade), lw=1.2)
+        axes[0].plot(steps, ref[:, n, token], color=blues(shade), lw=1.2)
     for token in classes.common.tolist():
-        axes[0].plot(steps, ref.mixtures[:, n, token], color="tab:red", lw=1.2, ls="--")
+        axes[0].plot(steps, ref[:, n, token], color="tab:red", lw=1.2, ls="--")
     axes[0].plot([], [], color=blues(0.9), label="distinct tokens (darker: larger P(l|n))")
     axes[0].plot([], [], color="tab:red", ls="--", label="common tokens")
-    axes[0].set(
-        xlabel="SGD step",
-        ylabel="attention share c_n[l]",
-        title=f"Scan: class n=0, eta_Y/eta_Z={_fmt(ref.ratio)}",
-    )
+    axes[0].set(xlabel="SGD step", ylabel="attention share c_n[l]",
+                title=f"Scan: class n=0, eta_Y/eta_Z={s.ratios[-1]:g}")  # fmt: skip
     axes[0].legend(fontsize=8)
-    for t in trajs:
-        common = t.mixtures[:, :, classes.common].sum(-1).mean(-1)
-        axes[1].plot(steps, common, label=f"eta_Y/eta_Z={_fmt(t.ratio)}")
+    for ratio in s.ratios:
+        mixtures = trajectories[_arm(ratio)]
+        common = mixtures[:, :, classes.common].sum(-1).mean(-1)
+        axes[1].plot(steps, common, label=f"eta_Y/eta_Z={ratio:g}")
     axes[1].set(xlabel="SGD step", ylabel="total attention on common tokens", title="Common tokens")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    figures["scan_attention"] = fig
+    return fig
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for t, st in zip(trajs, stats):
-        d = torch.stack([t.mixtures[:, k, classes.distinct[k]] for k in range(classes.n_next)], 1)
+
+def snap_figure(
+    trajectories: dict[str, torch.Tensor], classes: SequenceClasses, s: Settings, lab: Lab
+):
+    """Entropy over the distinct tokens during training (dotted: snap step); final entropy."""
+    fig = new_figure((11, 4))
+    axes = fig.subplots(1, 2)
+    for ratio in s.ratios:
+        arm = _arm(ratio)
+        mixtures = trajectories[arm]
+        d = torch.stack([mixtures[:, k, classes.distinct[k]] for k in range(classes.n_next)], 1)
         h = entropy(d).mean(-1).numpy()
-        (line,) = axes[0].plot(np.arange(len(h)), h, label=f"eta_Y/eta_Z={_fmt(t.ratio)}")
-        axes[0].axvline(st["snap_step"], color=line.get_color(), ls=":", lw=1)
-    axes[0].set(
-        xlabel="SGD step",
-        ylabel="entropy of c_n over distinct tokens (nats)",
-        title="Snap: entropy plateaus (dotted: snap step)",
-    )
+        (line,) = axes[0].plot(np.arange(len(h)), h, label=f"eta_Y/eta_Z={ratio:g}")
+        axes[0].axvline(lab.value("snap_step", arm), color=line.get_color(), ls=":", lw=1)
+    axes[0].set(xlabel="SGD step", ylabel="entropy of c_n over distinct tokens (nats)",
+                title="Snap: entropy plateaus (dotted: snap step)")  # fmt: skip
     axes[0].legend(fontsize=8)
-    ratios = [t.ratio for t in trajs]
-    axes[1].plot(ratios, [s["entropy_distinct_end"] for s in stats], "o-")
+    h_end = [lab.value("entropy_distinct_end", _arm(r)) for r in s.ratios]
+    axes[1].plot(s.ratios, h_end, "o-")
     axes[1].set_xscale("log")
     axes[1].set(xlabel="eta_Y / eta_Z", ylabel="final entropy (nats)", title="Final entropy")
     fig.tight_layout()
-    figures["snap_entropy"] = fig
-    return figures
-
-
-def run(budget: Budget, seed: int) -> Result:
-    """Train at every learning-rate ratio, measure scan and snap, and check the claim."""
-    sizes: Sizes = budget.settings(BUDGETS)
-    result = Result(SPEC.slug, SPEC.title, SPEC.claim, budget.value, seed)
-    classes = SequenceClasses(LAYOUTS[sizes.layout])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: intra-op threads only add overhead
-    try:
-        t0 = time.perf_counter()
-        trajs = [train_ratio(classes, sizes, r, seed) for r in sizes.ratios]
-        train_s = time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-    stats = [summarize(t, classes) for t in trajs]
-    m = result.metrics
-    for t, st in zip(trajs, stats):
-        for k, v in st.items():
-            m[f"r{_fmt(t.ratio)}/{k}"] = v
-    m["time/train_s"] = train_s
-
-    # ---------------------------------------------------------------- 1. scan
-    frac = [s["common_share_fraction"] for s in stats]
-    result.check(
-        "scan: attention on common tokens falls to <= 0.5x its uniform start (every ratio)",
-        all(f <= 0.5 for f in frac),
-        ", ".join(
-            f"r={_fmt(t.ratio)}: {s['common_share_start']:.3f} -> {s['common_share_end']:.3f}"
-            for t, s in zip(trajs, stats)
-        ),
-    )
-    rho = [s["spearman_z_vs_p"] for s in stats]
-    result.check(
-        "scan: distinct-token attention logits z_ml ordered like P(l|n), Spearman >= 0.6",
-        all(r >= 0.6 for r in rho),
-        ", ".join(f"r={_fmt(t.ratio)}: {x:.2f}" for t, x in zip(trajs, rho)),
-    )
-    # ---------------------------------------------------------------- 2. snap
-    mx = [s["max_token_share"] for s in stats]
-    result.check(
-        "snap: no winner-take-all, largest token share < 0.9 throughout (every ratio)",
-        all(x < 0.9 for x in mx),
-        ", ".join(f"r={_fmt(t.ratio)}: {x:.3f}" for t, x in zip(trajs, mx)),
-    )
-    half = sizes.steps // 2
-    frozen = [
-        s["snap_step"] <= half and s["entropy_change_late"] <= 0.1 * s["entropy_change_total"]
-        for s in stats
-    ]
-    result.check(
-        f"snap: entropy plateaus (rate < {RATE_TOL:g}/step) in the first half, "
-        "later change <= 10% of the total",
-        all(frozen),
-        ", ".join(
-            f"r={_fmt(t.ratio)}: snap@{s['snap_step']:.0f}, late {s['entropy_change_late']:.4f} "
-            f"of {s['entropy_change_total']:.4f}"
-            for t, s in zip(trajs, stats)
-        ),
-    )
-    # ---------------------------------------------------------------- 3. learning-rate ratio
-    h_end = [s["entropy_distinct_end"] for s in stats]
-    result.check(
-        "ratio: larger eta_Y/eta_Z freezes a higher-entropy mixture (monotone)",
-        all(b > a for a, b in zip(h_end, h_end[1:])),
-        ", ".join(f"r={_fmt(t.ratio)}: H={h:.3f}" for t, h in zip(trajs, h_end)),
-    )
-    snaps = [s["snap_step"] for s in stats]
-    result.check(
-        "ratio: larger eta_Y/eta_Z snaps earlier (largest vs smallest ratio)",
-        snaps[-1] < snaps[0],
-        ", ".join(
-            f"r={_fmt(t.ratio)}: step {s['snap_step']:.0f} (90% settled at "
-            f"{s['snap_step_rel90']:.0f})"
-            for t, s in zip(trajs, stats)
-        ),
-    )
-    result.figures = _figures(trajs, classes, stats)
-    return result
+    return fig

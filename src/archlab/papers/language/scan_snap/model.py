@@ -43,9 +43,13 @@ from archlab.registry import PaperSpec, Task
 class ScanSnapConfig:
     """Hyper-parameters, named after the paper's symbols.
 
+    The paper's sequence length ``T`` is not a field: the layer has no positional encoding and
+    no parameter that depends on the length, so it reads a sequence of any length ``T >= 2``
+    (``T - 1`` contextual tokens, then the query ``x_T``). ``T`` is a property of the data,
+    set where sequences are drawn (``SequenceClasses.sample``, the experiment's ``Settings``).
+
     Attributes:
         M: vocabulary size (contextual, query and next tokens share one vocabulary).
-        T: sequence length: ``T - 1`` contextual tokens followed by the query token ``x_T``.
         d: embedding width of ``ScanSnapTransformer``; ``None`` selects the reparametrised
             ``ScanSnapYZ`` on one-hot tokens (the paper's analysis and official experiments).
         normalize: l2-normalise the attended mixture before the decoder (paper: yes).
@@ -59,7 +63,6 @@ class ScanSnapConfig:
     """
 
     M: int = LAYOUTS["base"].M
-    T: int = 64
     d: int | None = None
     normalize: bool = True
     residual: bool = False
@@ -69,8 +72,6 @@ class ScanSnapConfig:
     def __post_init__(self) -> None:
         if self.M < 2:
             raise ValueError(f"M must be >= 2, got {self.M}")
-        if self.T < 2:
-            raise ValueError(f"T must be >= 2 (context plus query), got {self.T}")
         if self.d is not None and self.d < 1:
             raise ValueError(f"d must be >= 1 or None, got {self.d}")
 
@@ -91,10 +92,27 @@ class ScanSnapOutput(NamedTuple):
     mixture: torch.Tensor
 
 
-def split_query(x: torch.Tensor, attend_to_query: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and query of a token sequence: (B, T) -> keys (B, Tk), query (B,)."""
+def split_query(
+    x: torch.Tensor,
+    M: int,  # noqa: N803 - the paper's symbol
+    attend_to_query: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and query of a token sequence: (B, T) -> keys (B, Tk), query (B,).
+
+    Raises:
+        ValueError: unless ``x`` is an integer tensor (B, T) with ``T >= 2`` whose ids lie in
+            the vocabulary ``[0, M)``.
+    """
     if x.dim() != 2 or x.shape[1] < 2:
         raise ValueError(f"expected tokens of shape (B, T) with T >= 2, got {tuple(x.shape)}")
+    if x.dtype == torch.bool or x.dtype.is_floating_point or x.dtype.is_complex:
+        raise ValueError(f"expected integer token ids (torch.long), got {x.dtype}")
+    if x.numel():
+        lo, hi = torch.stack(torch.aminmax(x)).tolist()
+        if lo < 0 or hi >= M:
+            raise ValueError(
+                f"token ids must lie in [0, {M - 1}] (vocabulary M={M}); got ids from {lo} to {hi}"
+            )
     keys = x if attend_to_query else x[:, :-1]  # (B, Tk)
     return keys, x[:, -1]
 
@@ -142,7 +160,7 @@ class ScanSnapYZ(nn.Module):
         return [{"params": [self.Z], "lr": lr_Z}, {"params": [self.Y], "lr": lr_Y}]
 
     def forward(self, x: torch.Tensor) -> ScanSnapOutput:  # (B, T) -> logits (B, M)
-        keys, query = split_query(x, self.cfg.attend_to_query)  # (B, Tk), (B,)
+        keys, query = split_query(x, self.cfg.M, self.cfg.attend_to_query)  # (B, Tk), (B,)
         z = self.Z[query].gather(1, keys)  # (B, Tk): z_{x_T, x_t}
         attention = z.softmax(dim=-1)  # (B, Tk)
         mixture = token_mixture(attention, keys, self.cfg.M)  # (B, M)
@@ -192,7 +210,7 @@ class ScanSnapTransformer(nn.Module):
         return [{"params": attention, "lr": lr_Z}, {"params": decoder, "lr": lr_Y}]
 
     def forward(self, x: torch.Tensor) -> ScanSnapOutput:  # (B, T) -> logits (B, M)
-        keys, query = split_query(x, self.cfg.attend_to_query)  # (B, Tk), (B,)
+        keys, query = split_query(x, self.cfg.M, self.cfg.attend_to_query)  # (B, Tk), (B,)
         u_keys, u_query = self.U(keys), self.U(query)  # (B, Tk, D), (B, D)
         q = self.W_Q(u_query)  # (B, D)
         k = self.W_K(u_keys)  # (B, Tk, D)
@@ -229,12 +247,19 @@ def layout_for(cfg: ScanSnapConfig) -> SequenceClasses:
     raise ValueError(f"no sequence-class layout with M={cfg.M} (shipped layouts: {sizes})")
 
 
+TRAIN_T = 64
+"""Sequence length of the data ``archlab train`` draws (the quick experiment's ``T``)."""
+EXAMPLE_T = 16
+"""Sequence length of ``example_input``."""
+
+
 def make_task(cfg: ScanSnapConfig, seed: int) -> Task:
-    """Next-token prediction on the sequence classes whose vocabulary matches ``cfg.M``."""
+    """Next-token prediction on the sequence classes whose vocabulary matches ``cfg.M``, with
+    sequences of ``TRAIN_T`` tokens."""
     classes = layout_for(cfg)
 
     def data(batch_size: int, generator: torch.Generator):
-        x, y, _ = classes.sample(batch_size, cfg.T, generator)
+        x, y, _ = classes.sample(batch_size, TRAIN_T, generator)
         return x, y
 
     return Task(data=data, loss_fn=next_token_loss)
@@ -242,11 +267,11 @@ def make_task(cfg: ScanSnapConfig, seed: int) -> Task:
 
 def example_input(model: nn.Module, batch_size: int) -> tuple[torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return (torch.randint(0, model.cfg.M, (batch_size, model.cfg.T), generator=g),)
+    return (torch.randint(0, model.cfg.M, (batch_size, EXAMPLE_T), generator=g),)
 
 
 VARIANTS = {
-    "tiny": ScanSnapConfig(M=LAYOUTS["tiny"].M, T=16, zero_init=False),
+    "tiny": ScanSnapConfig(M=LAYOUTS["tiny"].M, zero_init=False),
     "base": ScanSnapConfig(),
     "transformer": ScanSnapConfig(d=64),
 }

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archlab.data.lesions import attention_scores, lesion_batches, lesion_images, roc_auc
+from archlab.papers.dense.medusa_med.data import (
+    attention_scores,
+    lesion_batches,
+    lesion_images,
+    roc_auc,
+)
 
 
 @pytest.fixture(scope="module")

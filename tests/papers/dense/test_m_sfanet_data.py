@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from archlab.data.crowds import (
+from archlab.papers.dense.m_sfanet.data import (
     adaptive_sigmas,
     attention_mask,
     crowd_scenes,

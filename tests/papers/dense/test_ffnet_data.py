@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archlab.data.scenes import SCENE_CLASSES, context_scenes
+from archlab.papers.dense.ffnet.data import SCENE_CLASSES, context_scenes
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from archlab.data.phantoms import (
+from archlab.lab.metrics import n_components, n_holes
+from archlab.papers.dense.hybridgnet.data import (
     JSRT_LANDMARKS,
     N_CLASSES,
     PhantomConfig,
@@ -19,7 +20,6 @@ from archlab.data.phantoms import (
     polygon_self_intersects,
     rasterize_contours,
 )
-from archlab.lab.metrics import n_components, n_holes
 
 SMALL = PhantomConfig(image_size=64)
 

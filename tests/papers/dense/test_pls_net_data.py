@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.ndimage import label
 
-from archlab.data.volumes import (
+from archlab.papers.dense.pls_net.data import (
     LesionScores,
     detection_f1,
     dice_by_size,
