@@ -15,7 +15,6 @@ from archlab.engine.trainer import (
     NonFiniteLossError,
     TrainConfig,
     Trainer,
-    fit_steps,
 )
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "Trainer",
     "atomic_write_bytes",
     "atomic_write_text",
-    "fit_steps",
     "load_checkpoint",
     "load_weights",
     "rng_state",

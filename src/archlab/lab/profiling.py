@@ -7,7 +7,6 @@ alternately in one process, so that both see the same machine load, and reports 
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -145,9 +144,3 @@ def training_step(model: nn.Module, x: Tensor, y: Tensor | None = None) -> Calla
         loss.backward()
 
     return step
-
-
-@contextlib.contextmanager
-def one_thread():  # transitional: removed once every experiment is on the kit
-    """No-op: the thread policy belongs to the CLI (``archlab reproduce --threads``)."""
-    yield

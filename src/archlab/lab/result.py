@@ -57,11 +57,6 @@ class Budget(str, enum.Enum):
             )
         return table[self.value]
 
-    def pick(self, smoke: Any, quick: Any, full: Any | None = None) -> Any:  # transitional
-        """Old experiments' per-budget value; a budget without settings is refused."""
-        table = {"smoke": smoke, "quick": quick} | ({"full": full} if full is not None else {})
-        return self.settings(table)
-
 
 @dataclass
 class Check:

@@ -91,19 +91,13 @@ def reproduce(
     package = s.experiment.rpartition(".")[0]
     before = provenance(package)
     t0 = time.perf_counter()
-    import inspect
-
     try:
-        if len(inspect.signature(module.run).parameters) == 2:  # transitional: run(budget, seed)
-            result = module.run(b, seed)
-            result.threads, result.device = lab.result.threads, lab.result.device
-        else:
-            module.run(lab)
-            result = lab.result
+        module.run(lab)
     except ModuleNotFoundError as e:  # an optional dependency imported where it is used
         if not e.name or e.name.split(".")[0] == "archlab":
             raise
         raise missing_dependency(slug, e.name, info(slug).extra) from None
+    result = lab.result
     result.elapsed_s = time.perf_counter() - t0
     after = provenance(package)
     if after["code_hash"] != before["code_hash"]:
