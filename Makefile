@@ -27,7 +27,7 @@ reproduce: setup
 	$(VENV)/bin/archlab reproduce --all --budget $(BUDGET) --seed $(SEED)
 
 report:
-	$(VENV)/bin/archlab report --runs runs --docs docs --readme README.md
+	$(VENV)/bin/archlab report --runs runs --docs docs --readme README.md --cards
 
 bench: setup
 	$(PYTHON) benchmarks/engine_overhead.py

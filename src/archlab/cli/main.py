@@ -194,7 +194,7 @@ def print_claim_table(r, out: Path) -> None:
 # ---------------------------------------------------------------------------------------- report
 def cmd_report(args) -> int:
     from archlab.engine.checkpoint import atomic_write_text
-    from archlab.lab.report import html_report, load_results, markdown_report, results_table
+    from archlab.lab.report import html_report, load_results, markdown_report, summary_table
 
     runs = Path(args.runs)
     results = load_results(runs)
@@ -203,11 +203,15 @@ def cmd_report(args) -> int:
     docs = Path(args.docs)
     atomic_write_text(docs / "results.md", markdown_report(results, runs_rel=_rel(runs, docs)))
     atomic_write_text(docs / "results.html", html_report(results, runs))
+    if args.cards:
+        from archlab.lab.report import update_cards
+
+        update_cards(results, runs)
     if args.readme:
         from archlab.registry import list_papers
 
         update_readme(Path(args.readme), "papers", papers_markdown(list_papers()))
-        update_readme(Path(args.readme), "results", results_table(results))
+        update_readme(Path(args.readme), "results", summary_table(results))
     _console(stderr=True).print(
         f"wrote {docs / 'results.md'} and {docs / 'results.html'} from {len(results)} runs"
     )
@@ -283,6 +287,9 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--runs", default="runs")
     q.add_argument("--docs", default="docs")
     q.add_argument("--readme", help="also refresh the papers and results tables of this README")
+    q.add_argument(
+        "--cards", action="store_true", help="also refresh the results block of each paper card"
+    )
     q.set_defaults(func=cmd_report)
 
     q = sub.add_parser("new", help="start a paper folder from the template")

@@ -66,25 +66,47 @@ def _counts(r: Result) -> tuple[str, str]:
 
 
 def results_table(results: list[Result]) -> str:
-    """A markdown summary table: one row per run."""
+    """A markdown table with one row per run: verdict, claim checks and invariants held, time,
+    whether the code that made it is today's, and the claim checks that failed."""
     lines = [
         "| paper | budget | seed | holds | claim checks | invariants | time (s) | code | "
-        "key metrics |",
+        "failing claim checks |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         claims, invariants = _counts(r)
         fresh = freshness(r)
         fresh = fresh if fresh == "current" else f"**{fresh}**"
-        keys = [
-            (k, v)
-            for k, v in r.metrics.items()
-            if "time" not in k and not k.endswith("_s") and "param" not in k
-        ][:4]
-        metrics = ", ".join(f"{k}={format_metric(v)}" for k, v in keys)
+        failing = "; ".join(c.name for c in r.checks if not c.passed) or "-"
         lines.append(
             f"| `{r.slug}` | {r.budget} | {r.seed} | {'yes' if r.holds else '**no**'} | "
-            f"{claims} | {invariants} | {r.elapsed_s:.0f} | {fresh} | {metrics} |"
+            f"{claims} | {invariants} | {r.elapsed_s:.0f} | {fresh} | {failing} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_table(results: list[Result]) -> str:
+    """The README's table: one row per paper and budget, with the claim checks held at each
+    committed seed, the invariants, and whether every run was made by today's code."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.slug, r.budget), []).append(r)
+    lines = [
+        "| paper | budget | seeds holding | claim checks held per seed | invariants per seed | "
+        "time per run (s) | code |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (slug, budget), runs in groups.items():
+        runs.sort(key=lambda r: r.seed)
+        held = sum(r.holds for r in runs)
+        per_seed = ", ".join(f"s{r.seed} {_counts(r)[0]}" for r in runs)
+        inv = ", ".join(f"s{r.seed} {_counts(r)[1]}" for r in runs)
+        times = [r.elapsed_s for r in runs]
+        fresh = {freshness(r) for r in runs}
+        code = "current" if fresh == {"current"} else "**" + "/".join(sorted(fresh)) + "**"
+        lines.append(
+            f"| `{slug}` | {budget} | {held}/{len(runs)} | {per_seed} | {inv} | "
+            f"{min(times):.0f}–{max(times):.0f} | {code} |"
         )
     return "\n".join(lines)
 
@@ -124,63 +146,155 @@ def markdown_report(results: list[Result], runs_rel: str = "../runs") -> str:
 
 
 def html_report(results: list[Result], runs: Path) -> str:
-    """A self-contained HTML page: the plots of each paper's first run (lowest seed) embedded as
-    base64, the other seeds' plots linked (``../runs/...``) to keep the page small."""
+    """A self-contained HTML page a reader can scan: an overview (one row per paper and budget:
+    family, seeds holding, claim checks and invariants per seed, code freshness, time), then per
+    paper the claim, every check per seed with both numbers, the first seed's learning curves and
+    figures embedded (other seeds' linked), and the raw metrics folded away."""
+    from archlab.registry import info
+
     esc = html.escape
-    rows, overview = [], []
-    embedded: set[tuple[str, str]] = set()
+    groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
-        embed = (r.slug, r.budget) not in embedded
-        embedded.add((r.slug, r.budget))
-        checks = "".join(
-            f"<li class={'ok' if c.passed else 'bad'}>{esc(c.name)} <small>({c.kind})</small>: "
-            f"{esc(c.detail)}</li>"
-            for c in r.checks
-        )
-        claims, invariants = _counts(r)
-        fresh = freshness(r)
-        anchor = f"{r.slug}-{r.budget}-{r.seed}"
+        groups.setdefault((r.slug, r.budget), []).append(r)
+    overview, sections = [], []
+    for (slug, budget), rs in groups.items():
+        rs.sort(key=lambda r: r.seed)
+        try:
+            family = info(slug).family
+        except ArchlabError:
+            family = "?"
+        anchor = f"{slug}-{budget}"
+        held = sum(r.holds for r in rs)
+        fresh = sorted({freshness(r) for r in rs})
+        ok_code = fresh == ["current"]
         overview.append(
-            f"<tr><td><a href='#{anchor}'>{esc(r.slug)}</a></td><td>{esc(r.budget)}</td>"
-            f"<td>{r.seed}</td><td class={'ok' if r.holds else 'bad'}>"
-            f"{'yes' if r.holds else 'no'}</td><td>{claims}</td><td>{invariants}</td>"
-            f"<td>{r.elapsed_s:.0f}</td><td class={'ok' if fresh == 'current' else 'bad'}>"
-            f"{fresh}</td></tr>"
+            f"<tr><td><a href='#{anchor}'>{esc(slug)}</a></td><td>{esc(family)}</td>"
+            f"<td>{esc(budget)}</td><td class={'ok' if held == len(rs) else 'bad'}>"
+            f"{held}/{len(rs)}</td><td>{', '.join(f's{r.seed} {_counts(r)[0]}' for r in rs)}"
+            f"</td><td>{', '.join(f's{r.seed} {_counts(r)[1]}' for r in rs)}</td>"
+            f"<td class={'ok' if ok_code else 'bad'}>{esc('/'.join(fresh))}</td>"
+            f"<td>{min(r.elapsed_s for r in rs):.0f}–{max(r.elapsed_s for r in rs):.0f}</td></tr>"
         )
-        metrics = "".join(
-            f"<tr><td>{esc(k)}</td><td>{esc(format_metric(v))}</td></tr>"
-            for k, v in r.metrics.items()
-        )
+        names = list(dict.fromkeys(c.name for r in rs for c in r.checks))
+        head = "".join(f"<th>seed {r.seed}</th>" for r in rs)
+        rows = []
+        for name in names:
+            kind = next(c.kind for r in rs for c in r.checks if c.name == name)
+            cells = ""
+            for r in rs:
+                c = next((c for c in r.checks if c.name == name), None)
+                if c is None:
+                    cells += "<td>-</td>"
+                    continue
+                mark = "&#10003;" if c.passed else "&#10007;"
+                cells += f"<td class={'ok' if c.passed else 'bad'}>{mark} {esc(c.detail)}</td>"
+            rows.append(f"<tr><td>{esc(name)} <small>({kind})</small></td>{cells}</tr>")
+        first = rs[0]
+        plots = sorted(first.plots, key=lambda p: "learning_curves" not in p)
         imgs = ""
-        for p in r.plots:
+        for p in plots:
             f = Path(runs) / p
-            if f.exists() and embed:
+            if f.exists():
                 b64 = base64.b64encode(f.read_bytes()).decode()
                 imgs += f'<img src="data:image/png;base64,{b64}" alt="{esc(p)}">'
-            elif f.exists():
-                imgs += f'<a href="../runs/{esc(p)}">{esc(p)}</a> '
-        verdict = "holds" if r.holds else "does not hold"
-        rows.append(
-            f"<section id='{anchor}'><h2>{esc(r.slug)} <small>{esc(r.budget)} · seed {r.seed}"
-            f" · <span class={'ok' if r.holds else 'bad'}>{verdict}</span></small></h2>"
-            f"<p><em>{esc(r.title)}</em></p><p>{esc(r.claim)}</p><ul>{checks}</ul>"
-            f"<p><small>{esc(r.device)} · {r.threads} thread(s) · commit {esc(r.git[:10])}"
-            f" · code {esc(r.provenance.get('code_hash', '')[:12])} ({fresh})</small></p>"
-            f"<div>{imgs}</div><details><summary>all {len(r.metrics)} metrics</summary>"
-            f"<table>{metrics}</table></details></section>"
+        links = " ".join(
+            f'<a href="../runs/{esc(p)}">{esc(p)}</a>' for r in rs[1:] for p in r.plots
+        )
+        raw = "".join(
+            f"<details><summary>seed {r.seed}: {len(r.metrics)} metrics · {esc(r.device)} · "
+            f"{r.threads} thread(s) · commit {esc(r.git[:10])} · code "
+            f"{esc(r.provenance.get('code_hash', '')[:12])} ({freshness(r)})</summary><table>"
+            + "".join(
+                f"<tr><td>{esc(k)}</td><td>{esc(format_metric(v))}</td></tr>"
+                for k, v in r.metrics.items()
+            )
+            + "</table></details>"
+            for r in rs
+        )
+        sections.append(
+            f"<section id='{anchor}'><h2>{esc(slug)} <small>{esc(budget)} · holds at "
+            f"{held}/{len(rs)} seeds</small></h2><p><em>{esc(first.title)}</em></p>"
+            f"<p><b>Claim.</b> {esc(first.claim)}</p><table class=checks><tr><th>check</th>"
+            f"{head}</tr>{''.join(rows)}</table><div>{imgs}</div>"
+            f"<p><small>other seeds: {links or '-'}</small></p>{raw}</section>"
         )
     style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:auto}"
-        ".ok{color:#176d2c}.bad{color:#a11}img{max-width:520px;margin:4px}"
-        "td{padding:2px 8px;border-bottom:1px solid #ddd}"
+        "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}"
+        ".ok{color:#176d2c}.bad{color:#a11}img{max-width:540px;margin:4px;vertical-align:top}"
+        "td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
+        "table.checks td{font-size:85%}section{margin-top:2.5em}"
     )
     return (
-        f"<!doctype html><html><head><meta charset=utf-8><title>archlab results</title>"
+        "<!doctype html><html><head><meta charset=utf-8><title>archlab results</title>"
         f"<style>{style}</style></head><body><h1>archlab results</h1>"
-        "<p>Generated by <code>archlab report</code> from the committed run folders. "
-        "<b>holds</b> counts claim checks (invariants are reported apart); <b>code</b> is "
-        "<i>current</i> when the run's code hash equals today's code.</p>"
-        "<table><tr><th>paper</th><th>budget</th><th>seed</th><th>holds</th>"
-        "<th>claim checks</th><th>invariants</th><th>time (s)</th><th>code</th></tr>"
-        f"{''.join(overview)}</table>{''.join(rows)}</body></html>"
+        "<p>Generated by <code>archlab report</code> from the committed run folders. A paper "
+        "<b>holds</b> at a seed when every claim check passes (invariants, true by construction, "
+        "are counted apart and must pass too); <b>code</b> is <i>current</i> when the code "
+        "hash recorded by the run equals today's code's.</p>"
+        "<table><tr><th>paper</th><th>family</th><th>budget</th><th>seeds holding</th>"
+        "<th>claim checks per seed</th><th>invariants per seed</th><th>code</th>"
+        f"<th>time (s)</th></tr>{''.join(overview)}</table>{''.join(sections)}</body></html>"
     )
+
+
+def card_table(rs: list[Result], runs_rel: str) -> str:
+    """The generated block of a paper card: every check at every committed seed, with both
+    numbers, and the first seed's learning curves."""
+    rs = sorted(rs, key=lambda r: r.seed)
+    head = " | ".join(f"seed {r.seed}" for r in rs)
+    lines = [
+        f"Generated by `archlab report` from `runs/{rs[0].slug}/{rs[0].budget}-seed*/result.json`"
+        f" ({rs[0].budget} budget; holds at {sum(r.holds for r in rs)}/{len(rs)} seeds; code "
+        f"{'/'.join(sorted({freshness(r) for r in rs}))}; "
+        + ", ".join(f"seed {r.seed} {r.elapsed_s:.0f} s on {r.device}" for r in rs)
+        + ").",
+        "",
+        f"| check | kind | {head} |",
+        "|---|---|" + "---|" * len(rs),
+    ]
+    names = list(dict.fromkeys(c.name for r in rs for c in r.checks))
+    for name in names:
+        kind = next(c.kind for r in rs for c in r.checks if c.name == name)
+        cells = []
+        for r in rs:
+            c = next((c for c in r.checks if c.name == name), None)
+            cells.append("-" if c is None else f"{'yes' if c.passed else '**no**'}: {c.detail}")
+        lines.append(
+            f"| {name} | {kind} | " + " | ".join(x.replace("|", "/") for x in cells) + " |"
+        )
+    first = rs[0]
+    for p in first.plots:
+        if "learning_curves" in p:
+            lines += ["", f"![learning curves, seed {first.seed}]({runs_rel}/{p})"]
+    return "\n".join(lines)
+
+
+def update_cards(results: list[Result], runs: Path) -> list[Path]:
+    """Rewrite the ``<!-- results:start -->`` ... ``<!-- results:end -->`` block of each paper
+    card that has one with ``card_table`` of its committed runs; returns the cards written."""
+    import os
+
+    from archlab.engine.checkpoint import atomic_write_text
+    from archlab.lab.provenance import PACKAGE_ROOT
+    from archlab.registry import info
+
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in results:
+        groups.setdefault((r.slug, r.budget), []).append(r)
+    written = []
+    for (slug, budget), rs in groups.items():
+        if budget != "quick":
+            continue
+        try:
+            card = PACKAGE_ROOT.joinpath(*info(slug).module.split(".")[1:], "README.md")
+        except ArchlabError:
+            continue
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        if not card.is_file() or start not in (text := card.read_text()) or end not in text:
+            continue
+        rel = os.path.relpath(Path(runs).resolve(), card.parent.resolve())
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        atomic_write_text(card, f"{head}{start}\n{card_table(rs, rel)}\n{end}{tail}")
+        written.append(card)
+    return written
