@@ -122,11 +122,12 @@ def test_provenance_covers_the_code_a_paper_imports_and_nothing_else():
     files = {str(f).split("src/archlab/")[-1] for f in code_files("archlab.papers.dense.maxim")}
     for needed in ("papers/dense/maxim/experiment.py", "papers/dense/maxim/model.py",
                    "lab/run.py", "engine/trainer.py", "baselines/unet/model.py",
-                   "data/restoration.py", "nn/conv.py", "__init__.py"):  # fmt: skip
+                   "data/restoration.py", "nn/conv.py", "registry.py"):  # fmt: skip
         assert needed in files, needed
     assert not [f for f in files if f.startswith("papers/") and "/maxim/" not in f
                 and f != "papers/__init__.py" and not f.endswith("dense/__init__.py")]  # fmt: skip
     assert "papers/__init__.py" not in files  # the static index grows with every paper
+    assert "__init__.py" not in files  # the public re-exports; the version enters by value
     assert code_hash("archlab.papers.dense.maxim") == code_hash("archlab.papers.dense.maxim")
     assert code_hash("archlab.papers.dense.maxim") != code_hash("archlab.papers.dense.ffnet")
 
@@ -142,3 +143,13 @@ def test_runner_marks_results_stale_when_code_changes(tmp_path, monkeypatch):
     r.provenance = {"code_hash": "0" * 64, "dirty": False}
     assert report.freshness(r) == "stale"
     assert report.freshness(Result("maxim", "t", "c", "smoke", 0)) == "unknown"
+
+
+def test_strict_comparisons_fail_on_a_tie():
+    lab = make_lab()
+    lab.measure("acc/x", 0.5)
+    lab.measure("acc/y", 0.5)
+    assert lab.compare("tie passes >=", "acc", "x", "y")
+    assert not lab.compare("tie fails >", "acc", "x", "y", strict=True)
+    assert "needs > +0" in lab.result.checks[-1].detail
+    assert not lab.compare("tie fails <", "acc", "x", "y", strict=True, higher_is_better=False)

@@ -16,8 +16,13 @@ from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # src/archlab
 REPO_ROOT = PACKAGE_ROOT.parents[1]
-INDEX_FILES = (PACKAGE_ROOT / "papers" / "__init__.py", PACKAGE_ROOT / "baselines" / "__init__.py")
-"""The registry's static indexes: metadata that grows with every paper, not code a run uses."""
+INDEX_FILES = (
+    PACKAGE_ROOT / "__init__.py",
+    PACKAGE_ROOT / "papers" / "__init__.py",
+    PACKAGE_ROOT / "baselines" / "__init__.py",
+)
+"""Left out of the closure: the package's public re-exports (its version enters the hash by
+value) and the registry's static indexes (metadata that grows with every paper)."""
 
 
 def _module_file(module: str) -> Path | None:
@@ -92,8 +97,11 @@ def code_files(package: str) -> list[Path]:
 
 
 def code_hash(package: str) -> str:
-    """SHA-256 over the relative paths and contents of ``code_files(package)``."""
-    h = hashlib.sha256()
+    """SHA-256 over the archlab version and the relative paths and contents of
+    ``code_files(package)``."""
+    from archlab import __version__
+
+    h = hashlib.sha256(f"archlab {__version__}\0".encode())
     for f in code_files(package):
         rel = f.relative_to(REPO_ROOT) if f.is_relative_to(REPO_ROOT) else f.name
         h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")

@@ -114,9 +114,10 @@ class Lab:
         """The seed of the named stream ``purpose`` (e.g. ``"train"``, ``"test"``, ``"noise"``)."""
         return derive_seed(self.seed, purpose)
 
-    def rng(self, purpose: str) -> torch.Generator:
-        """A fresh CPU ``torch.Generator`` on the named stream."""
-        return torch.Generator().manual_seed(self.seed_for(purpose))
+    def rng(self, purpose: str, device: str | torch.device = "cpu") -> torch.Generator:
+        """A fresh ``torch.Generator`` on the named stream (on ``device``, e.g. ``lab.device``
+        for sampling on the GPU)."""
+        return torch.Generator(device=device).manual_seed(self.seed_for(purpose))
 
     # ------------------------------------------------------------------ arms
     def build(self, arm: str, make: Callable[[], nn.Module], stream: str = "init") -> nn.Module:
@@ -196,17 +197,18 @@ class Lab:
         unit: str = "",
         note: str = "",
         kind: str = CLAIM,
+        strict: bool = False,
     ) -> bool:
         """Check ``metric`` of arm ``a`` against arm ``b`` with a margin from the budget table.
 
-        Higher is better: holds when ``a >= b + margin``; lower is better: ``a <= b - margin``
-        (a negative margin allows ``a`` to trail ``b`` by that much). The detail gives both
-        numbers, the difference and what was needed.
+        Higher is better: holds when ``a >= b + margin`` (``>`` with ``strict``); lower is
+        better: ``a <= b - margin`` (a negative margin allows ``a`` to trail ``b`` by that
+        much). The detail gives both numbers, the difference and what was needed.
         """
         va, vb = self.value(metric, a), self.value(metric, b)
         return self.compare_values(
             claim, (a, va), (b, vb), margin=margin, higher_is_better=higher_is_better,
-            unit=unit, note=note, kind=kind,
+            unit=unit, note=note, kind=kind, strict=strict,
         )  # fmt: skip
 
     def compare_values(
@@ -220,15 +222,17 @@ class Lab:
         unit: str = "",
         note: str = "",
         kind: str = CLAIM,
+        strict: bool = False,
     ) -> bool:
         """``compare`` for two labelled values (derived quantities, ratios, ...)."""
         (la, va), (lb, vb) = a, b
+        op = ">" if strict else ">="
         if higher_is_better:
-            passed = va >= vb + margin
-            need = f"needs >= {margin:+g}{unit}"
+            passed = va > vb + margin if strict else va >= vb + margin
+            need = f"needs {op} {margin:+g}{unit}"
         else:
-            passed = va <= vb - margin
-            need = f"needs <= {-margin:+g}{unit}"
+            passed = va < vb - margin if strict else va <= vb - margin
+            need = f"needs {op.replace('>', '<')} {-margin:+g}{unit}"
         detail = (
             f"{la} {fmt(va)}{unit} vs {lb} {fmt(vb)}{unit}: "
             f"difference {va - vb:+.4g}{unit} ({need})"
