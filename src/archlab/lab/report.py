@@ -13,6 +13,11 @@ from archlab.errors import ArchlabError
 from archlab.lab.result import Result
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell (a ``|`` would end the cell)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def format_metric(v: Any) -> str:
     if v is None:
         return "nan"
@@ -77,7 +82,7 @@ def results_table(results: list[Result]) -> str:
         claims, invariants = _counts(r)
         fresh = freshness(r)
         fresh = fresh if fresh == "current" else f"**{fresh}**"
-        failing = "; ".join(c.name for c in r.checks if not c.passed) or "-"
+        failing = _cell("; ".join(c.name for c in r.checks if not c.passed) or "-")
         lines.append(
             f"| `{r.slug}` | {r.budget} | {r.seed} | {'yes' if r.holds else '**no**'} | "
             f"{claims} | {invariants} | {r.elapsed_s:.0f} | {fresh} | {failing} |"
@@ -133,7 +138,8 @@ def markdown_report(results: list[Result], runs_rel: str = "../runs") -> str:
         ]
         parts += ["| check | kind | passed | detail |", "|---|---|---|---|"]
         parts += [
-            f"| {c.name} | {c.kind} | {'yes' if c.passed else '**no**'} | {c.detail} |"
+            f"| {_cell(c.name)} | {c.kind} | {'yes' if c.passed else '**no**'} | "
+            f"{_cell(c.detail)} |"
             for c in r.checks
         ]
         parts += ["", "| metric | value |", "|---|---|"]
