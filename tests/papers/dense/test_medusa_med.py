@@ -87,3 +87,37 @@ def test_config_validation_and_registry():
         MedusaConfig(widths=(8, 16), depths=(1,))
     model = archlab.build("medusa_med/tiny")
     assert len(model.heads) == len(model.cfg.widths)
+
+
+def _force_attention(model: Medusa, value: float) -> None:
+    """Every head outputs the constant ``sigmoid(value)`` (0 or 1 for large |value|)."""
+    for head in model.heads:
+        nn.init.zeros_(head.out.weight)
+        nn.init.constant_(head.out.bias, value)
+
+
+def _baseline_with_stage_scale(baseline: ResNet, x: torch.Tensor, scale: float) -> torch.Tensor:
+    """The ResNet forward with every stage's output multiplied by ``scale`` (the gate's
+    equation with a constant attention map)."""
+    h = baseline.maxpool(torch.relu(baseline.bn1(baseline.conv1(x))))
+    for stage in baseline.layers:
+        h = stage(h) * scale
+    return baseline.fc(h.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize("gate,value,scale", [("multiply", -50.0, 0.0), ("residual", 50.0, 2.0)])
+def test_each_stage_is_gated_by_its_attention_map(gate, value, scale):
+    """F' = F * A (multiply) or F * (1 + A) (residual) at every stage: with A forced to 0 the
+    multiply gate removes every stage's features (the logits no longer depend on the image), with
+    A = 1 the residual gate doubles them. Removing or altering the gate fails this test."""
+    torch.manual_seed(0)
+    cfg = MedusaConfig(**{**TINY.__dict__, "gate": gate})
+    model = Medusa(cfg).eval()
+    baseline = ResNet(cfg.backbone_config()).eval()
+    baseline.load_state_dict(model.backbone.state_dict())
+    _force_attention(model, value)
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _baseline_with_stage_scale(baseline, x, scale))
+        if gate == "multiply":
+            torch.testing.assert_close(model(x), model(torch.rand(2, 1, 32, 32)))
