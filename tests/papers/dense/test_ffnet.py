@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+import archlab
 from archlab.papers.dense.ffnet import (
     HEADS,
     VARIANTS,
@@ -154,3 +156,59 @@ def test_config_validation():
         FFNetConfig(depths=(1, 1, 1))
     with pytest.raises(ValueError, match="seg_head_kernel"):
         FFNetConfig(seg_head_kernel=5)
+
+
+def test_up_branch_follows_the_top_down_fusion():
+    """UpBranch (FANet): x16 = up(fam_32_up(f32)) + f16, x8 = up(fam_16_up(x16)) + f8,
+    sm4 = fam_4(up(fam_8_up(x8)) + f4), sm_s = fam_s_sm(x_s), recomputed on fixed weights;
+    dropping a top-down addition or an upsample path fails it."""
+    from archlab.papers.dense.ffnet.model import UpBranch
+
+    torch.manual_seed(0)
+    ub = UpBranch((3, 4, 5, 6), (2, 3, 4, 5)).eval()
+    f4, f8, f16, f32 = (torch.randn(1, c, s, s) for c, s in ((3, 16), (4, 8), (5, 4), (6, 2)))
+
+    def up(t, like):
+        return F.interpolate(t, size=like.shape[-2:], mode="bilinear", align_corners=True)
+
+    with torch.no_grad():
+        out = ub([f4, f8, f16, f32])
+        x16 = up(ub.fam_32_up(f32), f16) + f16
+        x8 = up(ub.fam_16_up(x16), f8) + f8
+        ref = [
+            ub.fam_4(up(ub.fam_8_up(x8), f4) + f4),
+            ub.fam_8_sm(x8),
+            ub.fam_16_sm(x16),
+            ub.fam_32_sm(f32),
+        ]
+    for o, r in zip(out, ref, strict=True):
+        torch.testing.assert_close(o, r)
+
+
+def test_every_scale_reaches_the_logits():
+    """The head concatenates all four up-branch outputs: zeroing any one stage's feature map
+    (the stride-32 one included, which reaches stride 4 only through the top-down path and the
+    concatenation) changes the logits."""
+    torch.manual_seed(0)
+    model = archlab.build("ffnet/tiny").eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        feats = model.backbone(x)
+        ref = model.head(feats)
+        for i in range(4):
+            zeroed = [torch.zeros_like(f) if j == i else f for j, f in enumerate(feats)]
+            assert not torch.allclose(model.head(zeroed), ref, atol=1e-5), f"stage {i}"
+        # the stride-32 map reaches the stride-4 branch through the top-down path
+        sm = model.head.up_branch(
+            [a(f) for a, f in zip(model.head.adapter_conv, feats, strict=True)]
+        )
+        feats32 = feats[:3] + [feats[3] + 1.0]
+        sm2 = model.head.up_branch(
+            [a(f) for a, f in zip(model.head.adapter_conv, feats32, strict=True)]
+        )
+        assert not torch.allclose(sm[0], sm2[0])
+        # the coarser branches reach the logits by the concatenation, not only via stride 4
+        hook = model.head.up_branch.fam_4.register_forward_hook(lambda m, i, o: torch.zeros_like(o))
+        a, b = model.head(feats), model.head(feats32)
+        hook.remove()
+        assert not torch.allclose(a, b, atol=1e-5)

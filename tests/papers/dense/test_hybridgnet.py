@@ -225,3 +225,38 @@ def test_broken_masks_flags_split_holed_and_missing_organs():
     missing[missing == 3] = 0  # no heart
     flags = broken_masks(torch.stack([good, split, holed, missing]))
     assert flags.tolist() == [False, True, True, True]
+
+
+def test_igsc_concatenates_features_samples_and_positions():
+    """SkipBlock (IGSC): pos = ChebConv_K=1(x), out = [x, sample(map, pos), pos]."""
+    from archlab.papers.dense.hybridgnet.model import SkipBlock
+
+    torch.manual_seed(0)
+    sc = SkipBlock(5, window=3)
+    lap = scaled_laplacian(landmark_adjacency((6, 4)))
+    x, feats = torch.randn(2, 10, 5), torch.randn(2, 7, 8, 8)
+    out, pos = sc(x, lap, feats)
+    torch.testing.assert_close(pos, sc.graphConv_pre(x, lap))
+    torch.testing.assert_close(out, torch.cat([x, sample_windows(feats, pos, 3), pos], -1))
+
+
+def test_landmarks_see_the_encoder_maps_only_through_the_skips():
+    """With IGSC, changing the level-l1 / level-l2 encoder maps (mu kept) moves the landmarks;
+    without IGSC the decoder sees only z, so the same change leaves them unchanged."""
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 64, 64)
+    for igsc in (True, False):
+        model = HybridGNet(replace(TINY, igsc=igsc)).eval()
+        for level in (TINY.l1, TINY.l2):
+            with torch.no_grad():
+                ref = model(x)
+                hook = model.encoder.register_forward_hook(
+                    lambda m, i, o, lv=level: (
+                        o[0],
+                        o[1],
+                        [t + 1.0 if j == lv - 1 else t for j, t in enumerate(o[2])],
+                    )
+                )
+                moved = model(x)
+                hook.remove()
+            assert torch.allclose(moved, ref) != igsc, (igsc, level)

@@ -180,3 +180,76 @@ def test_experiment_batches_keep_counts_and_the_loss_returns_tensors():
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert all(isinstance(v, torch.Tensor) for v in metrics.values())
     torch.testing.assert_close(loss, metrics["den"] + 0.1 * metrics["att"])
+
+
+def _kaiming(model: nn.Module) -> nn.Module:
+    """Kaiming-normal convolutions: activations O(1), unlike the official N(0, 0.01) init, so
+    that a dropped term shows above the comparison tolerance."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight)
+    return model
+
+
+def test_density_is_the_attention_gated_density_path():
+    """density = conv_out(A * dmp) with A = sigmoid(BN(conv(amp))), from the two paths' outputs
+    on fixed weights; the density depends on the attention path."""
+    torch.manual_seed(0)
+    model = SFANet(VARIANTS["tiny"]).eval()
+    _kaiming(model)
+    x = torch.rand(1, 3, 32, 32)
+    paths = {}
+    hooks = [
+        getattr(model, n).register_forward_hook(lambda m, i, o, n=n: paths.__setitem__(n, o))
+        for n in ("amp", "dmp")
+    ]
+    with torch.no_grad():
+        density, attention = model(x)
+        for h in hooks:
+            h.remove()
+        a = torch.sigmoid(model.conv_att[1](model.conv_att[0](paths["amp"])))
+        torch.testing.assert_close(attention, a)
+        torch.testing.assert_close(density, model.conv_out(a * paths["dmp"]))
+        hook = model.amp.register_forward_hook(lambda m, i, o: o * 2.0 + 1.0)
+        moved, _ = model(x)
+        hook.remove()
+    assert not torch.allclose(moved, density)
+
+
+def test_context_module_follows_the_can_equations():
+    """CAN: S_s = up(conv(avgpool_s(f))), w_s = sigmoid(conv(f - S_s)),
+    out = ReLU(conv([sum_s w_s S_s / sum_s w_s, f])), recomputed on fixed weights."""
+    torch.manual_seed(0)
+    can = ContextualModule(4, 5).eval()
+    for p in can.parameters():  # larger than the N(0, 0.01) init, so the weights matter
+        p.data.normal_(0, 0.5)
+    f = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        s = [
+            F.interpolate(conv(F.adaptive_avg_pool2d(f, k)), size=(6, 6), mode="bilinear")
+            for k, conv in zip((1, 2, 3, 6), (st[1] for st in can.scales), strict=True)
+        ]
+        w = [torch.sigmoid(can.weight_net(f - si)) for si in s]
+        ctx = sum(wi * si for wi, si in zip(w, s, strict=True)) / sum(w)
+        ref = F.relu(can.bottleneck(torch.cat([ctx, f], 1)))
+        torch.testing.assert_close(can(f), ref)
+
+
+def test_m_sfanet_back_end_concatenates_the_aspp_map_at_stride_four():
+    """M-SFANet's back end: x = up(conv2(conv1([up(c5), c4]))), then conv4(conv3([x, c3,
+    up4(c5)])), up, [., c2], conv5..conv7 (official BackEnd), recomputed on fixed weights."""
+    torch.manual_seed(0)
+    model = _kaiming(SFANet(VARIANTS["tiny"]).eval())
+    with torch.no_grad():
+        c2, c3, c4, c5 = model.vgg(torch.rand(1, 3, 32, 32))
+        c4, c5 = model.spm["can"](c4), model.spm["aspp"](c5)
+        be = model.dmp
+        assert be.extra_skip
+
+        def up(t, k=2):
+            return F.interpolate(t, scale_factor=k, mode="bilinear", align_corners=True)
+
+        x = up(be.conv2(be.conv1(torch.cat([up(c5), c4], 1))))
+        x = up(be.conv4(be.conv3(torch.cat([x, c3, up(c5, 4)], 1))))
+        ref = be.conv7(be.conv6(be.conv5(torch.cat([x, c2], 1))))
+        torch.testing.assert_close(be(c2, c3, c4, c5), ref)

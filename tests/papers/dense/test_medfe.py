@@ -227,3 +227,64 @@ def test_bad_configs():
 def test_build_by_name():
     model = archlab.build("medfe/tiny", use_bpa=False)
     assert isinstance(model, MEDFE) and not model.cfg.use_bpa
+
+
+def test_feature_equalization_is_se_then_bpa_then_fusion():
+    """Channel then spatial equalisation: fuse(BPA(SE(x))); without BPA fuse([SE(x), SE(x)])."""
+    from archlab.papers.dense.medfe.model import FeatureEqualization
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 6, 6)
+    for use_bpa in (True, False):
+        eq = FeatureEqualization(8, 2, 1.5, 3, use_bpa).eval()
+        with torch.no_grad():
+            se = eq.channel(x)
+            y = BilateralPropagation(1.5, 3)(se) if use_bpa else torch.cat([se, se], 1)
+            torch.testing.assert_close(eq(x), eq.fuse(y))
+
+
+def test_equalised_map_is_added_to_every_skip_and_holes_drive_the_fill_mask():
+    """Mutual equalisation: skip_j = redistribute_j(x) + f_j for every encoder level, x the
+    equalised map; the partial convolutions see known = (mean hole fraction of the cell < 1/2)
+    at the equalisation scale."""
+    torch.manual_seed(0)
+    model = MEDFE(TINY).eval()
+    me = model.equalization
+    nt = TINY.n_texture_layers
+    feats = [torch.randn(1, w, 32 >> (i + 1), 32 >> (i + 1)) for i, w in enumerate(TINY.widths)]
+    holes = holes_box(1, 32)
+    seen = {}
+    h1 = me.equalize.register_forward_hook(lambda m, i, o: seen.__setitem__("x", o))
+    h2 = me.texture_fill.register_forward_hook(lambda m, i, o: seen.__setitem__("mask", i[1]))
+    with torch.no_grad():
+        out, _ = me(feats, holes)
+        h1.remove()
+        h2.remove()
+        x = seen["x"]
+        for j, f in enumerate(feats):
+            red = me.texture_out[j](x, f.shape[-2:]) if j < nt else me.structure_out[j - nt](x)
+            torch.testing.assert_close(out[j], red + f)
+    s = 32 >> nt
+    known = (F.adaptive_avg_pool2d(holes, s) < 0.5).float()
+    torch.testing.assert_close(seen["mask"], known)
+    assert 0 < known.sum() < known.numel()
+
+
+def test_branch_supervision_is_the_l1_of_both_branch_images():
+    """L = |img(structure) - resize(smoothed gt)|_1 + |img(texture) - resize(gt)|_1 with
+    img = (tanh(conv1x1) + 1) / 2 at the equalisation scale."""
+    torch.manual_seed(0)
+    head = BranchSupervision(4, 3)
+    branches = {"structure": torch.randn(2, 4, 8, 8), "texture": torch.randn(2, 4, 8, 8)}
+    gt, smooth = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+
+    def img(t):
+        return (torch.tanh(head.to_image[0](t)) + 1) / 2
+
+    def down(t):
+        return F.interpolate(t, size=(8, 8), mode="bilinear", align_corners=False)
+
+    ref = F.l1_loss(img(branches["structure"]), down(smooth)) + F.l1_loss(
+        img(branches["texture"]), down(gt)
+    )
+    torch.testing.assert_close(head(branches, gt, smooth), ref)

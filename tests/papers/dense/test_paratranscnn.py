@@ -117,3 +117,54 @@ def test_bad_config():
         ParaTransCNNConfig(dim=30, heads=8)
     with pytest.raises(ValueError, match="sr_ratios"):
         ParaTransCNNConfig(sr_ratios=(1, 1))
+
+
+def test_spatial_reduction_keys_are_the_normed_strided_conv_of_the_grid():
+    """PVT's SRA: kv = LN(conv_{k=s=sr}(grid(norm1(x)))), the queries norm1(x) themselves."""
+    torch.manual_seed(0)
+    layer = PyramidTransformerLayer(8, 2, 16, sr_ratio=2, dropout=0.0, attn_dropout=0.0).eval()
+    seen = {}
+    layer.attn.register_forward_hook(lambda m, args, out: seen.update(q=args[0], kv=args[1]))
+    x = torch.randn(1, 4 * 6, 8)
+    with torch.no_grad():
+        layer(x, 4, 6)
+        y = layer.norm1(x)
+        grid = y.transpose(1, 2).reshape(1, 8, 4, 6)
+        kv = layer.sr_norm(layer.sr(grid).flatten(2).transpose(1, 2))
+    torch.testing.assert_close(seen["q"], y)
+    torch.testing.assert_close(seen["kv"], kv)
+
+
+def test_parallel_fusion_and_decoder_follow_the_official_wiring():
+    """From the two branches' outputs on fixed weights: f_s = SE(cat(transformer_s, CNN_s)) at
+    1/16, 1/8, 1/4; h = up1(dec1(f16)); h = up2(dec2(cat(f8, h))); h = up3(dec3(cat(f4, h)));
+    logits = head(h). Both branches reach the logits (dropping one fails this test)."""
+    torch.manual_seed(0)
+    model = ParaTransCNN(VARIANTS["tiny"]).eval()
+    for m in model.modules():  # Kaiming: every scale's contribution well above the tolerance
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            torch.nn.init.kaiming_normal_(m.weight)
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        y = model(x)
+        _, e2, e3, e4 = model.cnn(x)
+        v1 = model.vit[0](x)
+        v2 = model.vit[1](v1)
+        v3 = model.vit[2](v2)
+        f16, f8, f4 = (
+            se(torch.cat([v, e], 1))
+            for se, v, e in zip(model.se, (v3, v2, v1), (e4, e3, e2), strict=True)
+        )
+        h = model.up1(model.decoder1(f16))
+        h = model.up2(model.decoder2(torch.cat([f8, h], 1)))
+        h = model.up3(model.decoder3(torch.cat([f4, h], 1)))
+        torch.testing.assert_close(y, model.head(h))
+        hooks = [
+            (model.cnn, lambda m, i, o, j=j: [t * 0 if k == j else t for k, t in enumerate(o)])
+            for j in (1, 2, 3)
+        ] + [(model.vit[2], lambda m, i, o: o * 0)]
+        for module, fn in hooks:  # CNN stages 2-4 and the last transformer stage, one by one
+            hook = module.register_forward_hook(fn)
+            moved = model(x)
+            hook.remove()
+            assert (moved - y).abs().max() > 0.01

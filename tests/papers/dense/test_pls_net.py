@@ -108,3 +108,37 @@ def test_config_validation():
     with pytest.raises(ValueError, match="growth_rate"):
         PlsNetConfig(growth_rate=0)
     assert PlsNetConfig(n_classes=3).d_bridge == 6 and PlsNetConfig(bridge_width=5).d_bridge == 5
+
+
+def test_drdb_follows_the_dense_residual_equations():
+    """DRDB on fixed weights: c_1 = DS_1(x), c_i = DS_i([c_{i-1}, ..., c_1, x]) (dense
+    concatenation, newest first as the reference), y = fuse([c_4, ..., c_1, x]) + x."""
+    torch.manual_seed(0)
+    block = DRDB(3, growth_rate=2)
+    x = torch.randn(1, 3, 8, 8, 8)
+    with torch.no_grad():
+        feats = [x]
+        for conv in block.convs:
+            feats.insert(0, conv(torch.cat(feats, 1)))
+        torch.testing.assert_close(block(x), block.fuse(torch.cat(feats, 1)) + x)
+
+
+def test_light_decoder_follows_the_reference_wiring():
+    """h = dec_l3(f3); h = dec_l2([h, bridge_l2(f2)]); h = dec_l1([h, bridge_l1(f1)]);
+    logits = conv_l0(h), recomputed from the encoder features on fixed weights; each bridge's
+    output reaches the logits."""
+    torch.manual_seed(0)
+    model = archlab.build("pls_net/tiny").eval()
+    x = torch.rand(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        y = model(x)
+        f1, f2, f3 = model.encode(x)
+        h = model.decoder_l3(f3)
+        h = model.decoder_l2(torch.cat([h, model.ds_bridge_l2(f2)], 1))
+        h = model.decoder_l1(torch.cat([h, model.ds_bridge_l1(f1)], 1))
+        torch.testing.assert_close(y, model.decoder_l0(h))
+        for name in ("ds_bridge_l1", "ds_bridge_l2"):
+            hook = getattr(model, name).register_forward_hook(lambda m, i, o: o + 1.0)
+            moved = model(x)
+            hook.remove()
+            assert not torch.allclose(moved, y), name

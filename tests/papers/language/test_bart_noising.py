@@ -330,3 +330,34 @@ def test_finetuning_dataset_pads_without_changing_the_loss():
         loss_tight, metrics_tight = seq2seq_loss(model, tight)
     torch.testing.assert_close(loss, loss_tight, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(metrics["token_acc"], metrics_tight["token_acc"])
+
+
+# ---------------------------------------------------------------------------- mechanism tests
+def test_each_paper_scheme_is_its_corruption():
+    """Every row of the paper's Table 1 runs its own corruption: the scheme's Noiser gives,
+    draw for draw, what the corresponding noising function gives (so a scheme wired to the wrong
+    corruption, ratio or replace length turns this red)."""
+    doc = _sentences_doc()
+    expected = {
+        "token_masking": lambda g: token_masking(doc, g, 0.3, mask_id=MASK),
+        "token_deletion": lambda g: token_deletion(doc, g, 0.3),
+        "text_infilling": lambda g: text_infilling(doc, g, 0.3, 3.0, mask_id=MASK),
+        "sentence_permutation": lambda g: sentence_permutation(doc, g, STOP, 1.0),
+        # the Noiser draws whether to rotate (rotate_ratio = 1: always) before rotating
+        "document_rotation": lambda g: (torch.rand(1, generator=g), document_rotation(doc, g))[1],
+        "infilling_permutation": lambda g: text_infilling(
+            sentence_permutation(doc, g, STOP, 1.0), g, 0.3, 3.0, mask_id=MASK
+        ),
+    }
+    assert set(expected) == set(PAPER_SCHEMES)
+    for name, fn in expected.items():
+        noiser = paper_noiser(name, full_stop_id=STOP, mask_id=MASK, vocab_size=V)
+        for seed in range(10):
+            got, want = noiser(doc, _gen(seed)), fn(_gen(seed))
+            assert torch.equal(got, want), (name, seed, got.tolist(), want.tolist())
+    # and the corruptions differ from each other on this document
+    outs = {
+        name: tuple(paper_noiser(name, full_stop_id=STOP)(doc, _gen(0)).tolist())
+        for name in expected
+    }
+    assert len(set(outs.values())) == len(outs)

@@ -199,3 +199,24 @@ def test_masked_windows_follow_bert_masking():
     assert abs(masked.float().mean().item() - 0.8) < 0.03
     assert abs(kept.float().mean().item() - 0.1) < 0.03
     assert bool((x[~sel] != 4).all())
+
+
+# ------------------------------------------------------------------------------ mechanism tests
+@torch.no_grad()
+def test_mlm_hidden_runs_the_decoder_under_the_gua_masks_in_eval():
+    """The model itself applies GUA: in eval every masked key takes the median draw u = 0.5, so
+    with the default L = 2 schedule (1/2, 1) the masked keys are hidden from every query in
+    decoder layer 0 and visible in layer 1. The decoder output is recomputed by hand from the
+    layers with those key masks, and differs from a decoder without GUA."""
+    seed_everything(0)
+    model = DrBert(DrBertConfig(bert=TINY.bert, n_decoder_layers=2)).eval()
+    assert model.cfg.visible_fractions == (0.5, 1.0)
+    ids = _ids()
+    out = model.mlm_hidden(ids)
+    is_masked = ids == TINY.mask_token_id
+    hidden_masked = (~is_masked)[:, None, None, :]  # (B, 1, 1, T): key visible iff unmasked
+    expected = model.decoder[1](model.decoder[0](out.encoder, attn_mask=hidden_masked))
+    torch.testing.assert_close(out.decoder, expected, rtol=1e-5, atol=1e-5)
+    plain = model.decoder[1](model.decoder[0](out.encoder))
+    assert (out.decoder - plain).abs().max() > 1e-3, "GUA must change the decoder output"
+    torch.testing.assert_close(out.hidden, out.decoder, rtol=0, atol=0)

@@ -292,3 +292,37 @@ def test_seq2seq_padding_and_teacher_forcing_consistency():
     real = targets != tasks.IGNORE_INDEX
     picked = lp.gather(2, targets.clamp(min=0)[..., None])[..., 0] * real
     torch.testing.assert_close(picked.sum(1), out.log_prob, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- mechanism tests
+def test_forward_is_the_papers_encoder_decoder_recurrence_on_fixed_weights():
+    """The whole teacher-forced pass recomputed by hand from the modules' weights: the encoder
+    reads ``[end, x_1..x_n]``, the decoder starts from the encoder's final ``(h, c)``, is fed the
+    learned start vector and then the *embedding of the input chosen at the previous step*, and
+    ``p = softmax_j v^T tanh(W1 e_j + W2 d_i)`` (the end token masked at step 0 only, since
+    ``mask_chosen=False``)."""
+    # init_range 1 (not 0.08) so that the decoder state visibly moves the pointer scores
+    cfg = PointerNetConfig(d_input=2, d_embed=8, d_hidden=12, mask_chosen=False, init_range=1.0)
+    model = make(cfg, seed=3)
+    torch.manual_seed(0)
+    x = torch.rand(1, 5, 2)
+    targets = torch.tensor([[2, 4, 2, 1, 0]])  # repeats allowed without mask_chosen
+    got = model(x, torch.tensor([5]), targets)[0]  # (T, N)
+    with torch.no_grad():
+        seq = torch.cat([model.end[None], model.embed(x[0])], 0)  # (N, E), end token first
+        memory, state = model.encoder(seq[None])  # (1, N, D)
+        prev = [model.start] + [seq[j] for j in targets[0, :-1].tolist()]
+        dec_out, _ = model.decoder(torch.stack(prev)[None], state)  # (1, T, D)
+        att = model.attention
+        W1, W2, v = att.W1.weight, att.W2.weight, att.v.weight[0]
+        u = torch.stack(
+            [
+                torch.stack([v @ torch.tanh(W1 @ memory[0, j] + W2 @ d) for j in range(6)])
+                for d in dec_out[0]
+            ]
+        )  # (T, N)
+        u[0, 0] = float("-inf")  # no empty output
+        expected = u.log_softmax(-1)
+    torch.testing.assert_close(got[1:], expected[1:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[0, 1:], expected[0, 1:], rtol=1e-5, atol=1e-5)
+    assert got[0, 0] < -1e8

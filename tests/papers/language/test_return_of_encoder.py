@@ -327,3 +327,67 @@ def test_experiment_arms_and_budgets():
         assert s.recipe.optimizer == "adamw" and s.recipe.grad_clip == 1.0
         assert s.s_check in s.lengths and s.student.vocab_size == s.task.vocab_size
         assert s.teacher.vocab_size == s.task.vocab_size and s.teacher.is_decoder_only
+
+
+# ---------------------------------------------------------------- positions (mechanism tests)
+def _without_rotary(model: torch.nn.Module) -> torch.nn.Module:
+    """The ablation: every attention's rotary removed (attention sees no positions)."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if hasattr(module, "rotary"):
+            module.rotary = None
+    return model
+
+
+@torch.no_grad()
+def test_encoder_rope_makes_the_encoder_read_token_order():
+    """RoPE in the encoder's self-attention: permuting the source does not just permute the
+    encoder's output (without positions the encoder is permutation-equivariant)."""
+    encdec, _ = _models()
+    src = _source()
+    perm = torch.randperm(src.shape[1], generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(encdec.encode(src[:, perm]), encdec.encode(src)[:, perm], atol=1e-4)
+    ablated = _without_rotary(encdec)
+    torch.testing.assert_close(
+        ablated.encode(src[:, perm]), ablated.encode(src)[:, perm], rtol=1e-5, atol=1e-5
+    )
+
+
+@torch.no_grad()
+def test_decoder_rope_makes_the_last_position_read_the_prefix_order():
+    """RoPE in the decoder's causal self-attention: the last position's logits change when the
+    earlier decoder tokens are shuffled (without positions causal attention at the last
+    position is a set function of the prefix)."""
+    encdec, _ = _models()
+    memory = encdec.encode(_source())
+    body = _source(3, 5, seed=2)
+    last = _source(3, 1, seed=3)
+    a = torch.cat([torch.full((3, 1), BOS), body, last], dim=1)
+    b = torch.cat([torch.full((3, 1), BOS), body.flip(1), last], dim=1)
+    diff = (encdec.decode(a, memory)[:, -1] - encdec.decode(b, memory)[:, -1]).abs().max()
+    assert diff > 1e-5, diff  # 6e-8 without rotary (float rounding)
+    ablated = _without_rotary(encdec)
+    torch.testing.assert_close(
+        ablated.decode(a, memory)[:, -1], ablated.decode(b, memory)[:, -1], rtol=1e-5, atol=1e-5
+    )
+
+
+@torch.no_grad()
+def test_cross_attention_has_no_positions():
+    """Cross-attention reads the encoder output as a set: permuting the memory (with its
+    padding mask) leaves every decoder logit unchanged."""
+    encdec, _ = _models()
+    src = _source(S=12)
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[0, 9:] = 0
+    memory = encdec.encode(src, mask)
+    perm = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+    dec_in = torch.cat([torch.full((3, 1), BOS), _source(3, 5, seed=2)], dim=1)
+    torch.testing.assert_close(
+        encdec.decode(dec_in, memory[:, perm], mask[:, perm]),
+        encdec.decode(dec_in, memory, mask),
+        rtol=1e-5,
+        atol=1e-5,
+    )

@@ -142,3 +142,72 @@ def test_bad_inputs_raise_one_clear_error():
         ActivatorConfig(mixing="spatial")
     with pytest.raises(ValueError, match="glu_activation"):
         ActivatorConfig(glu_activation="tanh")
+
+
+def _glu_reference(glu: GLUFeedForward, x: torch.Tensor, act) -> torch.Tensor:
+    g = x @ glu.gate_proj.weight.T + glu.gate_proj.bias
+    u = x @ glu.up_proj.weight.T + glu.up_proj.bias
+    return (act(g) * u) @ glu.down_proj.weight.T + glu.down_proj.bias
+
+
+@pytest.mark.parametrize("use_mlp", [False, True])
+def test_token_mixing_block_matches_the_equations(use_mlp):
+    """x = x + GLU(LN(x)^T)^T (the gate on the token axis), then x + MLP(LN(x)) with use_mlp."""
+    model = _model(mixing="tokens", use_mlp=use_mlp, glu_activation="sigmoid")
+    block = model.blocks[0]
+    torch.manual_seed(1)
+    x = torch.randn(2, SMALL.n_patches, SMALL.d_model)
+    ln = torch.nn.functional.layer_norm
+    with torch.no_grad():
+        h = ln(x, (SMALL.d_model,), block.glu_norm.weight, block.glu_norm.bias, 1e-5)
+        expected = x + _glu_reference(block.glu.glu, h.transpose(1, 2), torch.sigmoid).transpose(
+            1, 2
+        )
+        if use_mlp:
+            f = block.ffn
+            h = ln(expected, (SMALL.d_model,), block.ffn_norm.weight, block.ffn_norm.bias, 1e-5)
+            hidden = torch.nn.functional.gelu(h @ f.fc1.weight.T + f.fc1.bias)
+            expected = expected + hidden @ f.fc2.weight.T + f.fc2.bias
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_channel_mixing_block_matches_the_equations():
+    model = _model(mixing="channels", glu_activation="gelu")
+    block = model.blocks[0]
+    torch.manual_seed(1)
+    x = torch.randn(2, SMALL.n_patches, SMALL.d_model)
+    with torch.no_grad():
+        h = torch.nn.functional.layer_norm(
+            x, (SMALL.d_model,), block.glu_norm.weight, block.glu_norm.bias, 1e-5
+        )
+        expected = x + _glu_reference(block.glu, h, torch.nn.functional.gelu)
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_model_is_head_of_pooled_normalised_features():
+    """logits = head(mean_n LN(blocks(patches + pos))): global average pooling, no class token."""
+    model = _model()
+    torch.manual_seed(1)
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        t = model.patch_embed(x) + model.pos_embed
+        for block in model.blocks:
+            t = block(t)
+        t = torch.nn.functional.layer_norm(
+            t, (SMALL.d_model,), model.norm.weight, model.norm.bias, 1e-5
+        )
+        torch.testing.assert_close(model(x), model.head(t.mean(1)))
+
+
+def test_glu_gate_is_multiplicative():
+    """Zeroing the up projection zeroes the GLU, so the block is the identity (the gate alone
+    passes nothing): the hallmark of act(x W_g) * (x W_u)."""
+    model = _model(mixing="tokens")
+    block = model.blocks[0]
+    with torch.no_grad():
+        block.glu.glu.up_proj.weight.zero_()
+        block.glu.glu.up_proj.bias.zero_()
+        block.glu.glu.down_proj.bias.zero_()
+        torch.manual_seed(1)
+        x = torch.randn(2, SMALL.n_patches, SMALL.d_model)
+        torch.testing.assert_close(block(x), x)

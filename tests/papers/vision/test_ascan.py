@@ -144,3 +144,71 @@ def test_bad_inputs_raise_one_clear_error():
         model(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\)"):
         model(torch.randn(3, 32, 32))
+
+
+def test_fused_mbconv_matches_its_equation():
+    """x + BN(Conv1x1(GELU(BN(Conv3x3(x))))) on fixed weights and non-trivial BN statistics."""
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    block = FusedMBConv(4, expansion=2.0)
+    for bn in (block.conv_exp[1], block.conv_pwl[1]):
+        with torch.no_grad():
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 1.5)
+    block.eval()
+    x = torch.randn(2, 4, 5, 5)
+
+    def bn(t, m):
+        return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    with torch.no_grad():
+        h = F.gelu(bn(F.conv2d(x, block.conv_exp[0].weight, padding=1), block.conv_exp[1]))
+        expected = x + bn(F.conv2d(h, block.conv_pwl[0].weight), block.conv_pwl[1])
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_t_block_is_an_encoder_layer_over_positions_without_position_embedding():
+    """The T block runs the encoder layer on the H*W tokens (row-major) and, with no position
+    embedding, commutes with any permutation of the positions."""
+    torch.manual_seed(0)
+    block = TransformerBlock(16, d_head=8).eval()
+    x = torch.randn(2, 16, 4, 4)
+    with torch.no_grad():
+        tokens = x.flatten(2).transpose(1, 2)
+        expected = block.layer(tokens).transpose(1, 2).reshape(2, 16, 4, 4)
+        torch.testing.assert_close(block(x), expected)
+        perm = torch.randperm(16)
+        out = block(x).flatten(2)[..., perm]
+        permuted = x.flatten(2)[..., perm].reshape(2, 16, 4, 4)
+        torch.testing.assert_close(block(permuted).flatten(2), out)
+
+
+def test_t_block_attends_globally_and_c_block_locally():
+    """A change at one corner moves the opposite corner's output after a T block (attention
+    over all positions), never after a C block (3x3 receptive field)."""
+    torch.manual_seed(0)
+    t_block = TransformerBlock(8, d_head=8).eval()
+    c_block = FusedMBConv(8)
+    torch.nn.init.ones_(c_block.conv_pwl[1].weight)
+    c_block.eval()
+    x = torch.randn(1, 8, 6, 6)
+    far = x.clone()
+    far[..., 0, 0] += 3.0 * torch.randn(8)  # not a constant over channels: LN removes that
+    with torch.no_grad():
+        assert (t_block(far)[..., -1, -1] - t_block(x)[..., -1, -1]).abs().max() > 1e-4
+        torch.testing.assert_close(c_block(far)[..., -1, -1], c_block(x)[..., -1, -1])
+        assert (c_block(far)[..., 0, 0] - c_block(x)[..., 0, 0]).abs().max() > 1e-4
+
+
+def test_head_is_layernorm_of_global_average_pool():
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    model = AsCAN(TINY).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = model.forward_features(x).mean((2, 3))
+        d = TINY.widths[-1]
+        pooled = F.layer_norm(feats, (d,), model.norm.weight, model.norm.bias, TINY.norm_eps)
+        torch.testing.assert_close(model(x), model.head(pooled))

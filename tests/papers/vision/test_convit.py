@@ -213,3 +213,38 @@ def test_trains_a_step_and_every_parameter_gets_a_gradient():
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
     assert model.blocks[0].self_attn.gating.grad.abs().sum() > 0
+
+
+def test_forward_gate_limits_pure_positional_or_pure_content():
+    """On the forward path (not ``attention_maps``): sigmoid(lambda) -> 1 gives out_proj(P v),
+    blind to the queries and keys; sigmoid(lambda) -> 0 gives plain softmax(QK^T/sqrt(hd)) V."""
+    torch.manual_seed(0)
+    gpsa = GPSA(16, n_heads=2, grid_size=3).eval()
+    x = torch.randn(2, 9, 16)
+    with torch.no_grad():
+        v = gpsa.v_proj(x).view(2, 9, 2, 8).transpose(1, 2)  # (B, nh, N, hd)
+        q = gpsa.q_proj(x).view(2, 9, 2, 8).transpose(1, 2)
+        k = gpsa.k_proj(x).view(2, 9, 2, 8).transpose(1, 2)
+        gpsa.gating.fill_(40.0)
+        pos = gpsa.positional_attention() @ v
+        torch.testing.assert_close(gpsa(x), gpsa.out_proj(pos.transpose(1, 2).reshape(2, 9, 16)))
+        gpsa.gating.fill_(-40.0)
+        content = (q @ k.transpose(-2, -1) / math.sqrt(8)).softmax(-1) @ v
+        expected = gpsa.out_proj(content.transpose(1, 2).reshape(2, 9, 16))
+        torch.testing.assert_close(gpsa(x), expected)
+
+
+def test_positional_attention_depends_only_on_the_offset():
+    """softmax(v_pos . r_ij): scores are a function of (dx, dy) only, so two queries see the
+    same scores for keys at the same offsets (translation equivariance, the conv bias)."""
+    torch.manual_seed(0)
+    gpsa = GPSA(8, n_heads=2, grid_size=5)
+    with torch.no_grad():
+        scores = gpsa.v_pos(gpsa.rel_pos)  # (N, N, nh)
+        w, b = gpsa.v_pos.weight, gpsa.v_pos.bias
+        for i, j in ((1, 13), (7, 20), (23, 2), (0, 24)):
+            dx, dy = j % 5 - i % 5, j // 5 - i // 5
+            r = torch.tensor([dx, dy, dx * dx + dy * dy], dtype=torch.float32)
+            torch.testing.assert_close(scores[i, j], w @ r + b)
+        # queries 5 = (row 1, col 0) and 13 = (row 2, col 3): offset (+1, +1), the same score
+        torch.testing.assert_close(scores[5, 11], scores[13, 19])

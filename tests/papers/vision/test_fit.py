@@ -220,3 +220,54 @@ def test_loglog_slope():
 def test_build_by_name():
     model = archlab.build("fit/tiny", n_latents=3)
     assert model.latent_pos_emb.shape[0] == 4 * 3
+
+
+def test_cross_attention_matches_its_equation():
+    """read/write: q + out(softmax(W_q LN(q) (W_k LN(kv))^T / sqrt(hd)) W_v LN(kv)), with the
+    LayerNorm on the keys/values side too (the official use_enc_ln) and no MLP."""
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    model = FIT(small())
+    read = model.read[0]
+    with torch.no_grad():
+        for norm in (read.query_norm, read.kv_norm):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    q, kv = torch.randn(3, 2, 24), torch.randn(3, 8, 16)
+    a = read.attn
+    with torch.no_grad():
+        qn = F.layer_norm(q, (24,), read.query_norm.weight, read.query_norm.bias, 1e-6)
+        kn = F.layer_norm(kv, (16,), read.kv_norm.weight, read.kv_norm.bias, 1e-6)
+
+        def heads(t):
+            return t.view(3, -1, 2, 8).transpose(1, 2)  # 2 heads of width 8
+
+        Q, K, V = heads(a.q_proj(qn)), heads(a.k_proj(kn)), heads(a.v_proj(kn))
+        att = (Q @ K.transpose(-2, -1) / 8**0.5).softmax(-1) @ V
+        expected = q + a.out_proj(att.transpose(1, 2).reshape(3, 2, 16))
+        torch.testing.assert_close(read(q, kv), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_write_gives_each_group_tokens_only_their_latents():
+    """Perturb group 1's latents after the global layers: after write only group 1's tokens move."""
+    torch.manual_seed(0)
+    model = FIT(small("(1)1(1)")).eval()
+
+    def bump(module, inputs, out):  # (B, G*m, D_l): latents 2..3 belong to group 1
+        out = out.clone()
+        out[:, 2:4] += torch.randn_like(out[:, 2:4])
+        return out
+
+    outs = []
+    hook = model.write[0].register_forward_hook(lambda m, i, o: outs.append(o))
+    x = torch.randn(2, 32, 6)
+    with torch.no_grad():
+        model(x)
+        bumper = model.global_layers[0][-1].register_forward_hook(bump)
+        model(x)
+        bumper.remove()
+    hook.remove()
+    a, b = (o.view(2, 4, 8, 16) for o in outs)  # (B, G, n, D)
+    for g in (0, 2, 3):
+        torch.testing.assert_close(a[:, g], b[:, g], rtol=0, atol=0)
+    assert not torch.allclose(a[:, 1], b[:, 1])

@@ -137,3 +137,46 @@ def test_bad_configs():
 def test_build_by_name():
     model = archlab.build("simplenet/cifar_310k", n_classes=100)
     assert n_params(model) == reference_count(CIFAR_310K, n_classes=100)
+
+
+def test_forward_matches_the_conv_bn_relu_maxpool_equations():
+    """Each layer is ReLU(BN(conv(x))) (3x3 pad 1, 1x1 pad ``pointwise_padding``), "p" is a 2x2
+    max-pool, then a global max-pool and the linear head; no shortcut anywhere."""
+    F = torch.nn.functional
+    torch.manual_seed(0)
+    layers = ("8", "p", "8", "12k1", "p", "8")
+    for pad in (1, 0):
+        model = SimpleNet(SimpleNetConfig(layers=layers, image_size=8, pointwise_padding=pad))
+        with torch.no_grad():
+            for m in model.features:
+                if isinstance(m, nn.BatchNorm2d):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.5, 0.5)
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 1.5)
+        model.eval()
+        x = torch.rand(2, 3, 8, 8)
+        convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+        bns = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
+        h, c = x, 0
+        with torch.no_grad():
+            for item in layers:
+                if item == "p":
+                    h = F.max_pool2d(h, 2)
+                    continue
+                conv, bn = convs[c], bns[c]
+                padding = pad if item.endswith("k1") else 1
+                h = F.conv2d(h, conv.weight, conv.bias, padding=padding)
+                h = F.batch_norm(h, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=1e-5)
+                h, c = F.relu(h), c + 1
+            assert h.shape[-1] == (3 if pad else 2)  # the official 1x1 padding grows the map
+            expected = model.classifier(h.amax(dim=(2, 3)))
+            torch.testing.assert_close(model(x), expected)
+
+
+def test_module_order_of_a_small_layout():
+    """Dropout2d after a conv unless a pool follows or it is the last layer; after every pool."""
+    model = SimpleNet(SimpleNetConfig(layers=("8", "8", "p", "8"), image_size=8, dropout=0.1))
+    names = [type(m).__name__ for m in model.features]
+    conv = ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert names == conv + ["Dropout2d"] + conv + ["MaxPool2d", "Dropout2d"] + conv
