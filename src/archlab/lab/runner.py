@@ -61,11 +61,6 @@ def import_experiment(slug: str):
         raise missing_dependency(slug, e.name, info(slug).extra) from None
 
 
-def budgets_of(slug: str) -> dict:
-    """The paper's ``BUDGETS`` table (budget name -> settings)."""
-    return dict(import_experiment(slug).BUDGETS)
-
-
 def reproduce(
     slug: str,
     budget: str | Budget = "quick",
