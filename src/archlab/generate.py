@@ -7,7 +7,7 @@ Beam search follows transformers' v5 vectorised beam search exactly (same candid
 early-stopping heuristic): a finished hypothesis scores ``sum_logprobs / n_new**length_penalty``
 where ``n_new`` counts the generated tokens, end-of-sequence included.
 
-Model protocol (duck-typed; ``CausalDecoding`` and ``Seq2SeqDecoding`` below spell it out).
+Model protocol (``archlab.interfaces``: ``CausalLM`` or ``Seq2Seq``, each also ``Cached``).
 
 Decoder-only models implement::
 
@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,37 +57,7 @@ from torch import Tensor
 
 from archlab.interfaces import Cached, CausalLM, Seq2Seq
 
-__all__ = ["CausalDecoding", "Seq2SeqDecoding", "generate"]
-
-
-class CausalDecoding(Protocol):
-    """What ``generate`` needs from a decoder-only model (see the module docstring)."""
-
-    def forward_step(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None,
-        position_ids: Tensor,
-        cache: Any,
-    ) -> tuple[Tensor, Any]: ...
-
-    def new_cache(self) -> Any: ...
-
-
-class Seq2SeqDecoding(Protocol):
-    """What ``generate`` needs from an encoder-decoder model (see the module docstring)."""
-
-    def encode(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor: ...
-
-    def decode_step(
-        self,
-        decoder_input_ids: Tensor,
-        memory: Tensor,
-        memory_mask: Tensor | None,
-        cache: Any,
-    ) -> tuple[Tensor, Any]: ...
-
-    def new_cache(self) -> Any: ...
+__all__ = ["generate"]
 
 
 # --------------------------------------------------------------------------- validation
@@ -203,7 +173,7 @@ class _Processor:
 class _CausalStepper:
     """Feeds a decoder-only model the part of each sequence that its cache has not seen."""
 
-    def __init__(self, model: CausalDecoding, prompt_mask: Tensor | None, use_cache: bool):
+    def __init__(self, model: CausalLM, prompt_mask: Tensor | None, use_cache: bool):
         self.model = model
         self.prompt_mask = prompt_mask  # (B, P) or None
         self.cache = model.new_cache() if use_cache else None
@@ -232,9 +202,7 @@ class _CausalStepper:
 class _Seq2SeqStepper:
     """Feeds an encoder-decoder model the decoder tokens that its cache has not seen."""
 
-    def __init__(
-        self, model: Seq2SeqDecoding, memory: Tensor, memory_mask: Tensor | None, use_cache: bool
-    ):
+    def __init__(self, model: Seq2Seq, memory: Tensor, memory_mask: Tensor | None, use_cache: bool):
         self.model = model
         self.memory = memory  # (B, S, D)
         self.memory_mask = memory_mask  # (B, S) or None
@@ -398,7 +366,7 @@ def _beam_search(
 
 @torch.no_grad()
 def generate(
-    model: CausalDecoding | Seq2SeqDecoding,
+    model: CausalLM | Seq2Seq,
     input_ids: Tensor,
     attention_mask: Tensor | None = None,
     max_new_tokens: int = 20,

@@ -19,23 +19,35 @@ class MultiScaleOutput(Protocol):
 
 @runtime_checkable
 class Seq2Seq(Protocol):
-    """An encoder-decoder ``generate`` can decode: encode once, then one decoder step at a time
-    with a cache."""
+    """An encoder-decoder ``archlab.generate`` can decode: encode once, then one decoder step
+    at a time with a cache (``Cached``)."""
 
-    def encode(self, *args: Any, **kwargs: Any) -> Any: ...
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor: ...
 
-    def decode_step(self, *args: Any, **kwargs: Any) -> Any: ...
+    def decode_step(
+        self,
+        decoder_input_ids: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor | None,
+        cache: Any,
+    ) -> tuple[Tensor, Any]: ...
 
 
 @runtime_checkable
 class CausalLM(Protocol):
-    """A decoder-only language model ``generate`` can decode one step at a time."""
+    """A decoder-only language model ``archlab.generate`` can decode one step at a time."""
 
-    def forward_step(self, *args: Any, **kwargs: Any) -> Any: ...
+    def forward_step(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        position_ids: Tensor,
+        cache: Any,
+    ) -> tuple[Tensor, Any]: ...
 
 
 @runtime_checkable
 class Cached(Protocol):
     """A sequence model with a key/value cache for incremental decoding."""
 
-    def new_cache(self, *args: Any, **kwargs: Any) -> Any: ...
+    def new_cache(self) -> Any: ...

@@ -52,3 +52,22 @@ def test_bad_inputs():
         model(torch.randn(1, 3, 8, 8))
     with pytest.raises(ValueError, match="residual_output"):
         UNetConfig(n_outputs=2, residual_output=True)
+
+
+def test_monai_basic_unet_is_monai_as_is_and_checks_its_input():
+    monai_nets = pytest.importorskip("monai.networks.nets")
+    from archlab.baselines.unet import MonaiBasicUNet
+
+    torch.manual_seed(0)
+    ours = MonaiBasicUNet(2, 1, 3, features=(8, 8, 16, 32, 64, 8))
+    ref = monai_nets.BasicUNet(
+        spatial_dims=2, in_channels=1, out_channels=3, features=(8, 8, 16, 32, 64, 8),
+        norm=("instance", {"affine": True}),
+    )  # fmt: skip
+    ref.load_state_dict(ours.net.state_dict())
+    x = torch.randn(2, 1, 32, 32)
+    torch.testing.assert_close(ours(x), ref(x))
+    with pytest.raises(ValueError, match="16"):
+        ours(torch.randn(2, 1, 30, 32))
+    with pytest.raises(ValueError, match="6 widths"):
+        MonaiBasicUNet(2, 1, 3, features=(8, 16))

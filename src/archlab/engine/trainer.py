@@ -189,6 +189,10 @@ class Trainer:
         self.optimizer = make_optimizer(params if params is not None else trainable, cfg)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.step = 0
+        # off CPU, non-finite losses/gradients are flagged on the device and checked once per
+        # logging interval (no per-step host sync); _checked_at is the last step checked
+        self._nonfinite: dict[str, torch.Tensor] = {}
+        self._checked_at = 0
 
     # ---------------------------------------------------------------- state
     def _state(self, batches: _Batches) -> dict:
@@ -365,15 +369,15 @@ class Trainer:
             if not torch.isfinite(value).item():
                 raise NonFiniteLossError(self._nan_message(what, float(value), self.step + 1))
             return
-        flags = self.__dict__.setdefault("_nonfinite", {})
         bad = ~torch.isfinite(value)
+        flags = self._nonfinite
         flags[what] = bad if what not in flags else flags[what] | bad
 
     def _raise_if_nonfinite(self) -> None:
-        flags = self.__dict__.get("_nonfinite", {})
+        flags = self._nonfinite
         for what, flag in flags.items():
             if not D.all_true(not bool(flag.item()), self.dist, self.device):
-                since = self.__dict__.get("_checked_at", 0)
+                since = self._checked_at
                 raise NonFiniteLossError(
                     self._nan_message(what, float("nan"), f"between {since + 1} and {self.step}")
                 )
@@ -381,13 +385,14 @@ class Trainer:
         self._checked_at = self.step
 
     def _nan_message(self, what: str, value: float, step: int | str) -> str:
+        at = f"step {step}" if isinstance(step, int) else f"a step {step}"
         where = (
             f"; the last good checkpoint is kept in {self.out / 'checkpoints'}"
             if self.out is not None
             else ""
         )
         return (
-            f"{what} became {value} at step {step}; training stopped{where} "
+            f"{what} became {value} at {at}; training stopped{where} "
             f"(try a lower train.lr or train.grad_clip)"
         )
 

@@ -80,7 +80,9 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 def hausdorff(pred_mask, target_mask, percentile: float = 100.0, spacing=None) -> float:
     """Symmetric Hausdorff distance between the surfaces of two binary masks (pixels, or the
     units of ``spacing``). ``percentile=95`` gives HD95 (percentile of both directed surface
-    distances pooled, as MedPy). Both empty -> 0.0; exactly one empty -> ``inf``."""
+    distances pooled, as MedPy; MONAI's ``compute_hausdorff_distance`` takes the larger of the
+    two directed percentiles instead, so the two agree at 100 only). Both empty -> 0.0; exactly
+    one empty -> ``inf``."""
     from scipy import ndimage
 
     a, b = _np_mask(pred_mask), _np_mask(target_mask)

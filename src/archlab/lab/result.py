@@ -12,7 +12,8 @@ from typing import Any
 
 from archlab.errors import ArchlabError, close_matches_message
 
-CLAIM, INVARIANT = "claim", "invariant"
+CLAIM, INVARIANT, HEALTH = "claim", "invariant", "health"
+KINDS = (CLAIM, INVARIANT, HEALTH)
 
 
 class BudgetUnavailableError(ArchlabError):
@@ -66,8 +67,10 @@ class Check:
         name: what is checked, in words.
         passed: whether it held.
         detail: the measured numbers (both sides of a comparison).
-        kind: ``claim`` (could go either way; decides ``holds``) or ``invariant`` (true by
-            construction: parameter counts, masks, initialisation; reported apart).
+        kind: ``claim`` (could go either way; decides ``holds``), ``invariant`` (true by
+            construction: parameter counts, masks, initialisation; reported apart) or
+            ``health`` (a baseline beats a trivial predictor and its learning curve has
+            flattened; a comparison against an unhealthy baseline never passes).
     """
 
     name: str
@@ -115,15 +118,20 @@ class Result:
         return [c for c in self.checks if c.kind == INVARIANT]
 
     @property
+    def health_checks(self) -> list[Check]:
+        return [c for c in self.checks if c.kind == HEALTH]
+
+    @property
     def holds(self) -> bool:
         """True when there is at least one claim check and every check passed (an invariant
-        that fails means the implementation is broken, so it fails the run too)."""
+        that fails means the implementation is broken and an unhealthy baseline means the
+        comparison proves nothing, so either fails the run too)."""
         return bool(self.claim_checks) and all(c.passed for c in self.checks)
 
     def check(self, name: str, passed: bool, detail: str = "", kind: str = CLAIM) -> bool:
         """Record a check (measured in this run) and return whether it passed."""
-        if kind not in (CLAIM, INVARIANT):
-            raise ValueError(f"check kind must be {CLAIM!r} or {INVARIANT!r}, got {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"check kind must be one of {KINDS}, got {kind!r}")
         self.checks.append(Check(name, bool(passed), detail, kind))
         return bool(passed)
 

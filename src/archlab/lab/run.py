@@ -33,8 +33,9 @@ from torch import nn
 from archlab.engine.distributed import resolve_device
 from archlab.engine.seed import isolated_rng
 from archlab.lab.profiling import n_params
+from archlab.lab.protocol import paired_interval
 from archlab.lab.recipe import Recipe
-from archlab.lab.result import CLAIM, INVARIANT, Budget, Result
+from archlab.lab.result import CLAIM, HEALTH, INVARIANT, Budget, Result
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -108,6 +109,7 @@ class Lab:
         self.result = Result(spec.slug, spec.title, spec.claim, self.budget.value, self.seed)
         self.metrics = self.result.metrics
         self.fits: dict[str, Fit] = {}
+        self.healthy: dict[str, bool] = {}  # arm -> whether it passed its health check
 
     # ------------------------------------------------------------------ random streams
     def seed_for(self, purpose: str) -> int:
@@ -167,6 +169,50 @@ class Lab:
         self.metrics[f"train_s/{arm}"] = seconds
         return fit
 
+    def tune(
+        self,
+        arm: str,
+        make: Callable[[], nn.Module],
+        loss_fn: Callable,
+        data: Any,
+        recipe: Recipe,
+        *,
+        lrs: tuple[float, ...],
+        score: Callable[[nn.Module], float],
+        higher_is_better: bool = True,
+        stream: str = "init",
+        **fit_kwargs: Any,
+    ) -> nn.Module:
+        """Build and fit ``arm`` once per learning rate in ``lrs`` (the same grid for every arm,
+        from the budget table) and keep the model that ``score`` rates best on the validation
+        split.
+
+        Each candidate starts from the same ``stream`` initialisation and sees the same
+        batches. Records ``val/<arm>@lr=<lr>`` per candidate, the chosen ``lr/<arm>`` and
+        ``val/<arm>``, and ``tune_s/<arm>`` (all candidates); the chosen run's learning curve
+        and ``train_s`` become the arm's. ``fit_kwargs`` go to ``fit``.
+        """
+        if not lrs:
+            raise ValueError(f"tune({arm!r}) needs at least one learning rate")
+        best: tuple[float, float, nn.Module, Fit] | None = None
+        total = 0.0
+        for lr in lrs:
+            model = self.build(arm, make, stream=stream)
+            fit = self.fit(arm, model, loss_fn, data, recipe.replace(lr=lr), **fit_kwargs)
+            total += fit.train_s
+            value = float(score(model))
+            self.metrics[f"val/{arm}@lr={lr:g}"] = value
+            if best is None or _better(value, best[1], higher_is_better):
+                best = (lr, value, model, fit)
+        lr, value, model, fit = best
+        self.fits[arm] = fit
+        self.result.curves[arm] = fit.curve
+        self.metrics[f"train_s/{arm}"] = fit.train_s
+        self.metrics[f"tune_s/{arm}"] = total
+        self.metrics[f"lr/{arm}"] = lr
+        self.metrics[f"val/{arm}"] = value
+        return model
+
     # ------------------------------------------------------------------ measuring
     def measure(self, name: str, value: float) -> float:
         """Record a number measured in this run (``"<metric>/<arm>"`` by convention); integers
@@ -208,7 +254,7 @@ class Lab:
         va, vb = self.value(metric, a), self.value(metric, b)
         return self.compare_values(
             claim, (a, va), (b, vb), margin=margin, higher_is_better=higher_is_better,
-            unit=unit, note=note, kind=kind, strict=strict,
+            unit=unit, note=note, kind=kind, strict=strict, arms=(a, b),
         )  # fmt: skip
 
     def compare_values(
@@ -223,8 +269,12 @@ class Lab:
         note: str = "",
         kind: str = CLAIM,
         strict: bool = False,
+        arms: tuple[str, ...] = (),
     ) -> bool:
-        """``compare`` for two labelled values (derived quantities, ratios, ...)."""
+        """``compare`` for two labelled values (derived quantities, ratios, ...).
+
+        ``arms``: the arms the values come from (``compare`` passes both); when one of them
+        failed its health check the comparison does not pass and says so."""
         (la, va), (lb, vb) = a, b
         op = ">" if strict else ">="
         if higher_is_better:
@@ -239,7 +289,87 @@ class Lab:
         )
         if note:
             detail += f"; {note}"
+        passed, detail = self._gate(arms, passed, detail)
         return self.result.check(claim, _finite(va, vb) and passed, detail, kind)
+
+    def _gate(self, arms: tuple[str, ...], passed: bool, detail: str) -> tuple[bool, str]:
+        sick = [arm for arm in arms if self.healthy.get(arm) is False]
+        if sick:
+            detail += f"; NOT A PASS: {', '.join(sick)} failed its health check"
+            return False, detail
+        return passed, detail
+
+    def health(
+        self,
+        arm: str,
+        metric: str,
+        trivial: tuple[str, float],
+        *,
+        margin: float,
+        higher_is_better: bool = True,
+        max_flattening: float | None = None,
+        unit: str = "",
+    ) -> bool:
+        """The health check of a baseline (or any arm): ``metric`` of ``arm`` beats a trivial
+        predictor (``(label, value)``: chance, the mean, the identity, ...) by ``margin``, and,
+        with ``max_flattening``, its learning curve has flattened (the loss fell by at most
+        that fraction over the last quarter of training, ``Fit.flattening``).
+
+        A comparison (``compare``, ``paired``) involving an arm that failed here never passes.
+        """
+        value = self.value(metric, arm)
+        label, base = trivial
+        sign = 1.0 if higher_is_better else -1.0
+        beats = _finite(value, base) and sign * (value - base) >= margin
+        op = ">=" if higher_is_better else "<="
+        detail = (
+            f"{metric} {fmt(value)}{unit} vs {label} {fmt(base)}{unit} "
+            f"(needs {op} {label} {'+' if higher_is_better else '-'} {margin:g}{unit})"
+        )
+        passed = beats
+        if max_flattening is not None:
+            flat = self.fits[arm].flattening() if arm in self.fits else math.nan
+            self.metrics[f"flattening/{arm}"] = flat
+            flat_ok = _finite(flat) and flat <= max_flattening
+            detail += (
+                f"; loss fell {flat:.1%} over the last quarter of training "
+                f"(needs <= {max_flattening:.0%})"
+            )
+            passed = passed and flat_ok
+        self.healthy[arm] = bool(passed)
+        return self.result.check(f"{arm} is a healthy baseline", passed, detail, HEALTH)
+
+    def paired(
+        self,
+        claim: str,
+        a: tuple[str, list[float]],
+        b: tuple[str, list[float]],
+        *,
+        margin: float = 0.0,
+        higher_is_better: bool = True,
+        unit: str = "",
+        note: str = "",
+        arms: tuple[str, ...] = (),
+    ) -> bool:
+        """A claim about an effect smaller than seed noise: paired differences ``a_i - b_i``
+        over inner seeds, with a 95% t interval. Holds when the whole interval lies on the
+        paper's side of ``margin`` (above it when higher is better, below ``-margin`` when
+        lower is better). Records ``paired/<a>-<b>/{mean,lo,hi}``."""
+        (la, va), (lb, vb) = a, b
+        mean, lo, hi = paired_interval(va, vb)
+        key = f"paired/{la}-{lb}"
+        self.metrics.update({f"{key}/mean": mean, f"{key}/lo": lo, f"{key}/hi": hi})
+        passed = lo > margin if higher_is_better else hi < -margin
+        bound = f"> {margin:+g}" if higher_is_better else f"< {-margin:+g}"
+        detail = (
+            f"{la} - {lb} over {len(va)} paired seeds: mean {mean:+.4g}{unit}, 95% interval "
+            f"[{lo:+.4g}, {hi:+.4g}]{unit} (needs the interval {bound}{unit}); "
+            f"{la} {', '.join(fmt(x) for x in va)} vs {lb} {', '.join(fmt(x) for x in vb)}"
+        )
+        if note:
+            detail += f"; {note}"
+        passed, detail = self._gate(arms, passed, detail)
+        return self.result.check(claim, passed, detail, CLAIM)
 
     def bound(
         self,
@@ -280,6 +410,15 @@ class Lab:
     def figure(self, name: str, fig: Any) -> None:
         """Attach a ``matplotlib.figure.Figure``; saved as ``<name>.png`` beside result.json."""
         self.result.figures[name] = fig
+
+
+def _better(value: float, best: float, higher_is_better: bool) -> bool:
+    """Whether a finite ``value`` beats ``best`` (a non-finite best loses to any finite value)."""
+    if not math.isfinite(value):
+        return False
+    if not math.isfinite(best):
+        return True
+    return value > best if higher_is_better else value < best
 
 
 def _finite(*values: float) -> bool:

@@ -144,6 +144,50 @@ class UNet(nn.Module):
         return out + x if self.cfg.residual_output else out
 
 
+class MonaiBasicUNet(nn.Module):
+    """MONAI's ``BasicUNet`` used as is (the field's standard medical-segmentation U-Net), with
+    archlab's one-line input check. ``(B, C, *S) -> (B, K, *S)`` logits; ``S`` divisible by 16.
+
+    Args:
+        n_dims: 2 or 3.
+        n_channels: input channels C.
+        n_outputs: output channels K.
+        features: MONAI's six widths (four encoder levels after the first, the bottleneck and
+            the last decoder level), default MONAI's ``(32, 32, 64, 128, 256, 32)``.
+        norm: MONAI norm name (``"instance"`` with affine, as MONAI's default, or ``"batch"``).
+    """
+
+    multiple = 16
+
+    def __init__(
+        self,
+        n_dims: int = 2,
+        n_channels: int = 1,
+        n_outputs: int = 2,
+        features: tuple[int, ...] = (32, 32, 64, 128, 256, 32),
+        norm: str = "instance",
+    ):
+        super().__init__()
+        try:
+            from monai.networks.nets import BasicUNet
+        except ImportError as e:  # pragma: no cover - monai is in the dense extra
+            raise ImportError("MonaiBasicUNet needs MONAI: pip install 'archlab[dense]'") from e
+        if len(features) != 6:
+            raise ValueError(f"features needs MONAI's 6 widths, got {features}")
+        self.n_dims, self.n_channels = n_dims, n_channels
+        norm_arg = ("instance", {"affine": True}) if norm == "instance" else norm
+        self.net = BasicUNet(
+            spatial_dims=n_dims, in_channels=n_channels, out_channels=n_outputs,
+            features=tuple(features), norm=norm_arg,
+        )  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, *S) -> (B, K, *S)
+        check_dense_input(x, like=self, n_channels=self.n_channels, n_dims=self.n_dims,
+            multiple=self.multiple, name="MonaiBasicUNet",
+        )  # fmt: skip
+        return self.net(x)
+
+
 def n_params(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

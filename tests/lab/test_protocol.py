@@ -1,0 +1,124 @@
+"""The fair-comparison protocol in the kit: splits, the same lr sweep per arm picked on
+validation, baseline health checks that gate comparisons, paired-seed intervals."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from archlab.lab import Lab
+from archlab.lab.protocol import paired_interval, split_indices, t_quantile_975
+from archlab.lab.report import summary_table
+from archlab.lab.tasks import CLASSIFY
+from archlab.registry import spec
+
+RECIPE = CLASSIFY.recipe(steps=16, batch_size=16, lr=1e-2, curve_points=4)
+
+
+def make_lab() -> Lab:
+    return Lab(spec("maxim"), "smoke", 0, {"smoke": {}})
+
+
+def data(batch_size: int, g: torch.Generator):
+    x = torch.randn(batch_size, 4, generator=g)
+    return x, (x.sum(-1) > 0).long()
+
+
+def test_split_indices_are_disjoint_cover_everything_and_refuse_empty_training():
+    tr, va, te = split_indices(50, 10, 15, torch.Generator().manual_seed(0))
+    assert (len(tr), len(va), len(te)) == (25, 10, 15)
+    assert sorted(torch.cat([tr, va, te]).tolist()) == list(range(50))
+    with pytest.raises(ValueError, match="n_val"):
+        split_indices(10, 5, 5, torch.Generator())
+
+
+def test_paired_interval_matches_the_t_formula_and_refuses_bad_input():
+    mean, lo, hi = paired_interval([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    half = 4.303 * 1.0 / math.sqrt(3)  # sd of (1, 2, 3) is 1
+    assert mean == 2.0 and lo == pytest.approx(2 - half) and hi == pytest.approx(2 + half)
+    assert t_quantile_975(100) == 1.96
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_interval([1.0], [0.0])
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_interval([1.0, 2.0], [0.0])
+    with pytest.raises(ValueError, match="finite"):
+        paired_interval([1.0, math.nan], [0.0, 0.0])
+
+
+def test_paired_holds_only_when_the_interval_clears_the_margin():
+    lab = make_lab()
+    assert lab.paired("consistent", ("a", [1.1, 1.2, 1.15]), ("b", [1.0, 1.0, 1.0]))
+    assert not lab.paired("noisy", ("a", [1.5, 0.6, 1.2]), ("b", [1.0, 1.0, 1.0]))
+    assert not lab.paired("margin", ("a", [1.1, 1.2, 1.15]), ("b", [1.0, 1.0, 1.0]), margin=0.2)
+    assert lab.paired(
+        "lower is better", ("a", [0.5, 0.6, 0.55]), ("b", [1.0, 1.0, 1.0]), higher_is_better=False
+    )
+    c = lab.result.checks[0]
+    assert "95% interval" in c.detail and "3 paired seeds" in c.detail
+    assert lab.metrics["paired/a-b/mean"] == pytest.approx(-0.45)  # the last pair recorded
+
+
+def test_tune_sweeps_the_same_grid_from_the_same_init_and_keeps_the_best_on_validation():
+    lab = make_lab()
+    x_val, y_val = data(256, torch.Generator().manual_seed(99))
+    chosen: list[nn.Module] = []
+
+    def score(model: nn.Module) -> float:
+        chosen.append(model)
+        with torch.no_grad():
+            return (model(x_val).argmax(-1) == y_val).float().mean().item()
+
+    lrs = (1e-6, 3e-2)
+    model = lab.tune(
+        "lin", lambda: nn.Linear(4, 2), CLASSIFY.loss, data, RECIPE, lrs=lrs, score=score
+    )
+    vals = [lab.metrics[f"val/lin@lr={lr:g}"] for lr in lrs]
+    assert vals[1] > vals[0]  # a learning rate that barely moves loses on validation
+    assert lab.metrics["lr/lin"] == 3e-2 and lab.metrics["val/lin"] == vals[1]
+    assert model is chosen[1]
+    assert lab.metrics["tune_s/lin"] >= lab.metrics["train_s/lin"]
+    assert lab.result.curves["lin"] == lab.fits["lin"].curve
+    # the same init stream: a fresh build equals the first candidate before training
+    with pytest.raises(ValueError, match="at least one"):
+        lab.tune("x", lambda: nn.Linear(4, 2), CLASSIFY.loss, data, RECIPE, lrs=(), score=score)
+
+
+def test_tune_ignores_a_diverged_candidate():
+    lab = make_lab()
+    scores = iter([math.nan, 0.3])
+    lab.tune(
+        "lin", lambda: nn.Linear(4, 2), CLASSIFY.loss, data, RECIPE,
+        lrs=(1e-2, 2e-2), score=lambda m: next(scores),
+    )  # fmt: skip
+    assert lab.metrics["lr/lin"] == 2e-2
+
+
+def test_an_unhealthy_baseline_turns_a_winning_comparison_into_a_fail():
+    lab = make_lab()
+    lab.measure("acc/model", 0.9)
+    lab.measure("acc/weak", 0.52)
+    assert not lab.health("weak", "acc", ("chance", 0.5), margin=0.1)
+    assert not lab.compare("beats the baseline", "acc", "model", "weak")
+    detail = lab.result.checks[-1].detail
+    assert "NOT A PASS" in detail and "weak failed its health check" in detail
+    assert not lab.paired("paired", ("model", [0.9, 0.91]), ("weak", [0.5, 0.52]), arms=("weak",))
+    assert not lab.result.holds
+    health = lab.result.health_checks
+    assert len(health) == 1 and health[0].kind == "health" and "chance 0.5" in health[0].detail
+    assert "0/1" in summary_table([lab.result])
+
+
+def test_health_needs_a_flattened_curve_when_asked():
+    lab = make_lab()
+    model = lab.build("lin", lambda: nn.Linear(4, 2))
+    lab.fit("lin", model, CLASSIFY.loss, data, RECIPE)
+    lab.measure("acc/lin", 0.95)
+    flat = lab.fits["lin"].flattening()
+    assert math.isfinite(flat)
+    assert lab.health("lin", "acc", ("chance", 0.5), margin=0.1, max_flattening=flat + 1e-6)
+    assert not lab.health("lin", "acc", ("chance", 0.5), margin=0.1, max_flattening=flat - 1e-3)
+    assert "last quarter" in lab.result.checks[-1].detail
+    assert lab.metrics["flattening/lin"] == flat
