@@ -122,3 +122,16 @@ def test_health_needs_a_flattened_curve_when_asked():
     assert not lab.health("lin", "acc", ("chance", 0.5), margin=0.1, max_flattening=flat - 1e-3)
     assert "last quarter" in lab.result.checks[-1].detail
     assert lab.metrics["flattening/lin"] == flat
+
+
+def test_flattening_compares_means_of_the_last_quarter_so_one_noisy_point_does_not_decide():
+    from archlab.lab import Fit
+
+    steady = Fit("a", 0.0, [[i, 1.0] for i in range(24)])
+    assert steady.flattening() == 0.0
+    falling = Fit("a", 0.0, [[i, 10.0 - 0.25 * i] for i in range(24)])
+    assert falling.flattening() > 0.1
+    spiky = [[i, 1.0] for i in range(24)]
+    spiky[-1][1] = 0.2  # one lucky batch at the end
+    assert Fit("a", 0.0, spiky).flattening() < 0.3
+    assert math.isnan(Fit("a", 0.0, [[0, 1.0]]).flattening())

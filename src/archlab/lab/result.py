@@ -87,6 +87,8 @@ class Result:
         metrics: name -> number measured in the run (``params/<arm>``, ``train_s/<arm>``, ...).
         checks: claim checks and invariants, in order.
         curves: arm -> ``[[step, training loss], ...]`` learning curve of each trained arm.
+        elapsed_s, cpu_s: wall seconds of the run, and CPU seconds of its process (the better
+            measure of cost on a shared machine).
         provenance: commit, dirty flag and content hash of the code the run depends on.
         threads: torch intra-op threads the run used (recorded before the run starts).
         figures: name -> matplotlib Figure, saved as ``<name>.png`` beside ``result.json``.
@@ -101,6 +103,7 @@ class Result:
     checks: list[Check] = field(default_factory=list)
     curves: dict[str, list[list[float]]] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0
     git: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -150,6 +153,7 @@ class Result:
             "holds": self.holds,
             "curves": {k: [[_jsonable(x) for x in p] for p in v] for k, v in self.curves.items()},
             "elapsed_s": round(self.elapsed_s, 2),
+            "cpu_s": round(self.cpu_s, 2),
             "git": self.git,
             "provenance": self.provenance,
             "versions": self.versions,
@@ -170,6 +174,7 @@ class Result:
             checks=[Check(**c) for c in data.get("checks", [])],
             curves=dict(data.get("curves", {})),
             elapsed_s=float(data.get("elapsed_s", 0.0)),
+            cpu_s=float(data.get("cpu_s", 0.0)),
             git=data.get("git", ""),
             provenance=dict(data.get("provenance", {})),
             versions=dict(data.get("versions", {})),

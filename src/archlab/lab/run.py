@@ -72,13 +72,16 @@ class Fit:
         return self.curve[-1][1] if self.curve else math.nan
 
     def flattening(self, fraction: float = 0.25) -> float:
-        """Relative drop of the loss over the last ``fraction`` of training: ``(first - last) /
-        |first|`` of the curve's last quarter (small: the curve has flattened)."""
+        """Relative drop of the loss over the last ``fraction`` of training: ``(head - end) /
+        |head|``, where ``head`` and ``end`` are the means of the first and last third of the
+        curve points in that stretch (means, so one noisy batch does not decide it; small: the
+        curve has flattened)."""
         if len(self.curve) < 4:
             return math.nan
-        tail = self.curve[int(len(self.curve) * (1 - fraction)) - 1 :]
-        first, last = tail[0][1], tail[-1][1]
-        return (first - last) / max(abs(first), 1e-12)
+        tail = [p[1] for p in self.curve[int(len(self.curve) * (1 - fraction)) - 1 :]]
+        k = max(1, len(tail) // 3)
+        head, end = sum(tail[:k]) / k, sum(tail[-k:]) / k
+        return (head - end) / max(abs(head), 1e-12)
 
 
 class Lab:

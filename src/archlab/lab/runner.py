@@ -85,7 +85,7 @@ def reproduce(
     lab.result.device = device_name(lab.device)
     package = s.experiment.rpartition(".")[0]
     before = provenance(package)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         module.run(lab)
     except ModuleNotFoundError as e:  # an optional dependency imported where it is used
@@ -94,6 +94,7 @@ def reproduce(
         raise missing_dependency(slug, e.name, info(slug).extra) from None
     result = lab.result
     result.elapsed_s = time.perf_counter() - t0
+    result.cpu_s = time.process_time() - c0  # all threads of this process: load-independent
     after = provenance(package)
     if after["code_hash"] != before["code_hash"]:
         after["dirty"] = True  # the code changed while it ran
