@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,15 @@ from archlab.papers.dense.m_sfanet import (
     SFANetConfig,
 )
 from archlab.papers.dense.m_sfanet.data import crowd_scenes
-from archlab.papers.dense.m_sfanet.experiment import crowd_batches, sfanet_loss
+from archlab.papers.dense.m_sfanet.experiment import (
+    BUDGETS,
+    OFFICIAL_RATES,
+    at_rates,
+    crowd_batches,
+    off_centre_change,
+    off_centre_zeroed,
+    sfanet_loss,
+)
 
 deeplabv3 = pytest.importorskip("torchvision.models.segmentation.deeplabv3")
 
@@ -253,3 +263,31 @@ def test_m_sfanet_back_end_concatenates_the_aspp_map_at_stride_four():
         x = up(be.conv4(be.conv3(torch.cat([x, c3, up(c5, 4)], 1))))
         ref = be.conv7(be.conv6(be.conv5(torch.cat([x, c2], 1))))
         torch.testing.assert_close(be(c2, c3, c4, c5), ref)
+
+
+def test_off_centre_zeroing_keeps_only_the_centre_tap_and_rates_are_swapped_in_a_copy():
+    torch.manual_seed(0)
+    aspp = ASPP(8, 4, (1, 2, 3))
+    zeroed, moved = off_centre_zeroed(aspp), at_rates(aspp, OFFICIAL_RATES)
+    for b, z, m in zip(aspp.convs[1:-1], zeroed.convs[1:-1], moved.convs[1:-1], strict=True):
+        w, wz = b[0].weight, z[0].weight
+        torch.testing.assert_close(wz[:, :, 1, 1], w[:, :, 1, 1])
+        off = torch.ones(3, 3, dtype=torch.bool)
+        off[1, 1] = False
+        assert (wz[:, :, off] == 0).all() and (w[:, :, off] != 0).any()
+        torch.testing.assert_close(m[0].weight, w)
+    assert [b[0].dilation[0] for b in moved.convs[1:-1]] == list(OFFICIAL_RATES)
+    assert [b[0].dilation[0] for b in aspp.convs[1:-1]] == [1, 2, 3]  # the original untouched
+
+
+def test_official_rates_see_no_context_on_the_quick_map_and_the_budget_rates_do():
+    """At 64 x 64 conv5_3 is 4 x 4: atrous rates 6/12/18 read only their centre tap (zeroing
+    the other taps changes the ASPP output by exactly 0), the budget's 1/2/3 read context; at
+    128 x 128 (8 x 8) the rate-6 branch starts to see context."""
+    s = BUDGETS["quick"]
+    torch.manual_seed(0)
+    model = _kaiming(SFANet(replace(VARIANTS["tiny"], aspp_rates=s.aspp_rates))).eval()
+    x = torch.rand(2, 3, s.size, s.size)
+    assert off_centre_change(model, x, OFFICIAL_RATES) == 0.0
+    assert off_centre_change(model, x) > 1e-2
+    assert off_centre_change(model, torch.rand(2, 3, 128, 128), OFFICIAL_RATES) > 0.0
