@@ -9,10 +9,16 @@ import torch
 
 import archlab
 from archlab.baselines.vit import ViT, ViTConfig
-from archlab.lab.profiling import forward_flops
+from archlab.lab.profiling import forward_flops, n_params
 from archlab.nn import GLUFeedForward
 from archlab.papers.vision.activator import Activator, ActivatorConfig, TokenGLU
-from archlab.papers.vision.activator.experiment import BUDGETS, make_models
+from archlab.papers.vision.activator.experiment import (
+    BUDGETS,
+    FLOPS_ONLY,
+    PARAM_TOLERANCE,
+    make_models,
+    trained_arms,
+)
 
 SMALL = ActivatorConfig(image_size=8, patch_size=2, n_channels=1, d_model=16, n_layers=2)
 
@@ -97,16 +103,28 @@ def test_glu_variants_compute_different_functions():
 
 
 def test_flop_ratio_of_the_experiment_models():
-    """The reduced Activator costs well under 0.7x an equally sized ViT; with channel mixing
-    (the authors' code) it is at about 0.7x, the second MLP puts it above."""
+    """The reduced Activator costs well under 0.7x a ViT of the same width and depth; with
+    channel mixing (the authors' code) it is at about 0.7x, the second MLP puts it above."""
     image = torch.rand(1, 1, 8, 8)
     flops = {
         name: forward_flops(make(), image) for name, make in make_models(BUDGETS["quick"]).items()
     }
-    assert flops["activator"] / flops["vit"] < 0.3
-    assert 0.6 < flops["activator_channels"] / flops["vit"] < 0.75
+    assert flops["activator"] / flops["vit_same_width"] < 0.3
+    assert 0.6 < flops["activator_channels"] / flops["vit_same_width"] < 0.75
     for gate in ("glu", "swiglu", "reglu"):
         assert flops[f"activator_{gate}"] == flops["activator"]
+
+
+def test_trained_baselines_have_activators_parameter_count():
+    """The ViT and MLP-Mixer the accuracy is compared with are of Activator's size (issue 10:
+    the earlier "equally sized" ViT had 15x its parameters)."""
+    makes = make_models(BUDGETS["quick"])
+    target = n_params(makes["activator"]())
+    for arm in ("vit", "mixer"):
+        assert abs(n_params(makes[arm]()) / target - 1) <= PARAM_TOLERANCE, arm
+    assert n_params(makes["vit_same_width"]()) > 10 * target
+    for arm in trained_arms(BUDGETS["quick"]):
+        assert arm not in FLOPS_ONLY
 
 
 def test_channel_glu_flops_match_the_formula():

@@ -212,3 +212,20 @@ def test_head_is_layernorm_of_global_average_pool():
         d = TINY.widths[-1]
         pooled = F.layer_norm(feats, (d,), model.norm.weight, model.norm.bias, TINY.norm_eps)
         torch.testing.assert_close(model(x), model.head(pooled))
+
+
+def test_cluttered_digits_paste_the_digit_among_fragments():
+    from archlab.papers.vision.ascan.data import cluttered_digits
+
+    digits = torch.zeros(3, 1, 28, 28)
+    digits[:, :, 4:24, 4:24] = 1.0  # a solid square stands in for a digit
+    plain = cluttered_digits(digits, torch.Generator().manual_seed(0), digit_size=20,
+                             n_clutter=0, noise=0.0)  # fmt: skip
+    assert plain.shape == (3, 1, 32, 32)
+    # the resized square (about 14 x 14 of the 20 x 20 digit) appears once per image
+    assert ((plain > 0.5).sum((1, 2, 3)) - 14 * 14).abs().max() <= 2 * 14 + 4
+    a = cluttered_digits(digits, torch.Generator().manual_seed(1), n_clutter=3, noise=0.1)
+    b = cluttered_digits(digits, torch.Generator().manual_seed(1), n_clutter=3, noise=0.1)
+    assert torch.equal(a, b) and 0.0 <= a.min() and a.max() <= 1.0
+    with pytest.raises(ValueError, match="digit_size"):
+        cluttered_digits(digits, torch.Generator(), digit_size=40)
