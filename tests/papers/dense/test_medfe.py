@@ -151,6 +151,66 @@ def test_bpa_preserves_constant_maps_and_reduces_to_identity():
     torch.testing.assert_close(BilateralPropagation(1e-3, 1)(y), torch.cat([y, y], 1))
 
 
+def official_base_terms(x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spatial and range terms of the official ``BASE.forward`` for one image ``x`` (C, h,
+    w), step by step as there: Gaussian weights expanded over ``(h*w, C, h, w)`` and summed;
+    ``Selfpatch`` patches of the zero-padded sigmoid / feature maps, a softmax over each padded
+    3x3 window; each ``(h*w, C)`` result ``view``-ed as ``(1, C, h, w)`` (no transpose)."""
+    c, h, w = x.shape
+    gus = official_gaussian(h, w, sigma).view(h * w, 1, h, w)
+    spatial = (gus * x.expand(h * w, c, h, w)).sum(-1).sum(-1).contiguous().view(1, c, h, w)
+
+    def patches(img: torch.Tensor, k: int) -> torch.Tensor:  # Selfpatch._extract_patches
+        win = img.unfold(1, k, 1).unfold(2, k, 1)  # (C, h', w', k, k)
+        return win.permute(1, 2, 0, 3, 4).contiguous().view(-1, img.shape[0], k, k)
+
+    s = torch.sigmoid(x)
+    feats = patches(torch.nn.functional.pad(x, (1, 1, 1, 1)), 3)  # (hw, C, 3, 3)
+    sims = patches(torch.nn.functional.pad(s, (1, 1, 1, 1)), 3)
+    centre = patches(s, 1).expand_as(sims)
+    a = (centre * sims).mean(1).contiguous().view(h * w, -1).softmax(1).view(h * w, 1, 3, 3)
+    rng = (a * feats).sum(-1).sum(-1).contiguous().view(1, c, h, w)
+    return spatial, rng
+
+
+def test_released_bpa_reproduces_the_official_reshape_on_a_fixed_tensor():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, generator=g)  # C=3 and h*w=16: the reshape mixes them
+    released = BilateralPropagation(1.5, 3, variant="released")
+    for b in range(2):
+        spatial, rng = official_base_terms(x[b], 1.5)
+        torch.testing.assert_close(released.spatial(x[b : b + 1]), spatial)
+        torch.testing.assert_close(released.range(x[b : b + 1]), rng)
+    out = released(x)
+    assert out.shape == (2, 6, 4, 4)
+    # the mixing itself: channel d at position p holds entry d*h*w + p of the position-major
+    # (h*w, C) buffer, i.e. position (d*16 + p) // 3, channel (d*16 + p) % 3 of the paper's term
+    paper = BilateralPropagation(1.5, 3).spatial(x)
+    flat = paper.flatten(2).transpose(1, 2).flatten(1)  # (B, h*w*C) position-major
+    torch.testing.assert_close(released.spatial(x).flatten(1), flat)
+    assert released.spatial(x)[0, 1, 0, 0] == paper[0, 16 % 3, 16 // 3 // 4, 16 // 3 % 4]
+    assert not torch.allclose(released.spatial(x), paper)
+
+
+def test_released_and_paper_bpa_differ_only_in_layout_and_padding():
+    x = torch.randn(1, 4, 5, 5, generator=torch.Generator().manual_seed(1))
+    paper = BilateralPropagation(1.5, 3)
+    released = BilateralPropagation(1.5, 3, variant="released")
+    # away from the border the range softmax is the same, so the released range term is the
+    # paper's, transposed position-major and reshaped
+    inner = released.range(x).flatten(1).view(25, 4)[[6, 7, 8, 11, 12, 13, 16, 17, 18]]
+    torch.testing.assert_close(
+        inner, paper.range(x).flatten(2)[0].T[[6, 7, 8, 11, 12, 13, 16, 17, 18]]
+    )
+    with pytest.raises(ValueError, match="variant"):
+        BilateralPropagation(1.5, 3, variant="transposed")
+    with pytest.raises(ValueError, match="bpa_variant"):
+        MEDFEConfig(bpa_variant="transposed")
+    model = MEDFE(dataclasses.replace(TINY, bpa_variant="released"))
+    assert model.equalization.equalize.bpa.variant == "released"
+    assert n_params(model) == n_params(MEDFE(TINY))
+
+
 # --- MEDFE -----------------------------------------------------------------------------------
 
 

@@ -142,3 +142,21 @@ def test_light_decoder_follows_the_reference_wiring():
             moved = model(x)
             hook.remove()
             assert not torch.allclose(moved, y), name
+
+
+def test_experiment_lesions_span_the_total_stride_and_bins_follow_the_radius_range():
+    import math
+
+    from archlab.papers.dense.pls_net.data import lesion_volumes
+    from archlab.papers.dense.pls_net.experiment import BUDGETS, equivalent_diameters
+
+    for budget in ("quick", "standard"):
+        s = BUDGETS[budget]
+        assert 2 * s.radius_range[0] >= PlsNetConfig.multiple  # every lesion spans the stride
+        lo, hi = s.radius_range
+        r1, r2 = lo * (hi / lo) ** (1 / 3), lo * (hi / lo) ** (2 / 3)
+        assert s.size_edges == (round(4 / 3 * math.pi * r1**3), round(4 / 3 * math.pi * r2**3))
+    vols = lesion_volumes(6, seed=3, size=32, radius_range=BUDGETS["quick"].radius_range)
+    d = equivalent_diameters(vols)
+    assert len(d) == sum(len(v) for v in vols.lesion_voxels) > 0
+    assert d.min() >= 0.9 * PlsNetConfig.multiple  # voxelised, so a little under 2 x radius

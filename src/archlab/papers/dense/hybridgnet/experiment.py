@@ -1,15 +1,17 @@
 """Miniature reproduction of HybridGNet: landmark contours vs a U-Net's masks on chest phantoms.
 
-Three models are built from the same init stream and trained on the same data stream of
-synthetic chest X-ray phantoms (``hybridgnet.data``: two lungs and a heart with 44 / 50 / 26
-landmarks) with the same recipe (``archlab.lab``):
+Three models are built from the same init stream and tuned the same way (``lab.tune``: one
+training run per learning rate of the budget's grid, on the same batch stream of synthetic chest
+X-ray phantoms, ``hybridgnet.data``: two lungs and a heart with 44 / 50 / 26 landmarks; the
+best run kept on validation phantoms — landmark error for the graph models, Dice for the U-Net):
 
 - HybridGNet with two image-to-graph skip connections (IGSC), the paper's model;
 - HybridGNet without IGSC (the plain graph decoder);
 - a U-Net (``archlab.baselines.unet``) of similar parameter count, trained with cross-entropy +
   Dice on the rasterised masks (4 classes: background, right lung, left lung, heart).
 
-Then, on held-out phantoms:
+Training, validation and test phantoms come from their own named streams. Then, on the test
+phantoms:
 
 (a) clean Dice of HybridGNet's rasterised contours against the U-Net's masks;
 (b) the same test images with occluders (constant black or white rectangles / blobs covering about
@@ -54,8 +56,10 @@ class Settings:
 
     image_size: int
     n_train: int
+    n_val: int
     n_test: int
     recipe: Recipe
+    lrs: tuple[float, ...]  # the learning-rate grid every arm is tuned on (validation)
     occlusion: float  # image-area fraction covered by occluders at test time
     hybrid: HybridGNetConfig
     unet_widths: tuple[int, ...]
@@ -63,24 +67,38 @@ class Settings:
     max_invalid: float  # HybridGNet's self-intersection rate under occlusion must stay below
     min_broken: float  # the U-Net's broken-mask rate under occlusion must reach at least (> 0)
     broken_factor: float  # ... and at least this x HybridGNet's self-intersection rate
+    health_dice: float  # the U-Net's clean Dice must beat the mean shape's by this much
+    health_px: float  # the no-IGSC decoder's landmark error must beat the mean shape's by this
+    max_flattening: float  # a baseline's loss falls by at most this over the last quarter
 
 
 BUDGETS = {
     "smoke": Settings(
-        image_size=64, n_train=16, n_test=4,
+        image_size=64, n_train=16, n_val=4, n_test=4,
         recipe=SEGMENT.recipe(
             steps=2, batch_size=4, lr=1e-3, weight_decay=1e-5, warmup_steps=1, grad_clip=None
-        ),
+        ), lrs=(1e-2,),
         occlusion=0.25, hybrid=replace(MINI, c=1, f=8, K=2), unet_widths=(4, 8, 16),
         dice_margin=0.05, max_invalid=0.05, min_broken=0.10, broken_factor=2.0,
+        health_dice=0.1, health_px=0.5, max_flattening=0.15,
     ),
     "quick": Settings(
-        image_size=64, n_train=800, n_test=100,
+        image_size=64, n_train=800, n_val=100, n_test=100,
         recipe=SEGMENT.recipe(
-            steps=400, batch_size=16, lr=1e-2, weight_decay=1e-5, warmup_steps=20, grad_clip=None
-        ),
+            steps=200, batch_size=16, lr=1e-2, weight_decay=1e-5, warmup_steps=20, grad_clip=None
+        ), lrs=(3e-3, 1e-2),
         occlusion=0.25, hybrid=MINI, unet_widths=(8, 16, 32, 64, 64),
         dice_margin=0.05, max_invalid=0.05, min_broken=0.10, broken_factor=2.0,
+        health_dice=0.1, health_px=0.5, max_flattening=0.15,
+    ),
+    "standard": Settings(
+        image_size=64, n_train=4000, n_val=100, n_test=100,
+        recipe=SEGMENT.recipe(
+            steps=1600, batch_size=16, lr=1e-2, weight_decay=1e-5, warmup_steps=40, grad_clip=None
+        ), lrs=(3e-3, 1e-2),
+        occlusion=0.25, hybrid=MINI, unet_widths=(8, 16, 32, 64, 64),
+        dice_margin=0.05, max_invalid=0.05, min_broken=0.10, broken_factor=2.0,
+        health_dice=0.1, health_px=0.5, max_flattening=0.15,
     ),
 }  # fmt: skip
 
@@ -156,20 +174,37 @@ def measure(lab: Lab, arm: str, split: str, masks: Tensor, lm: Tensor | None, tr
 
 
 def run(lab: Lab) -> None:
-    """Train the three models on the same phantoms; check clean Dice, plausibility under
-    occlusion and the IGSC landmark-error gain."""
+    """Tune and train the three models on the same phantoms; check clean Dice, plausibility
+    under occlusion and the IGSC landmark-error gain."""
     s: Settings = lab.settings
     cfg, size, n_lm = PhantomConfig(image_size=s.image_size), s.image_size, s.hybrid.n_landmarks
     train = make_phantoms(s.n_train, seed=lab.seed_for("train-phantoms"), config=cfg)
+    val = make_phantoms(s.n_val, seed=lab.seed_for("val-phantoms"), config=cfg)
     test_seed = lab.seed_for("test-phantoms")
     splits = {  # the same held-out phantoms, clean and with occluders
         "clean": make_phantoms(s.n_test, seed=test_seed, config=cfg),
         "occluded": make_phantoms(s.n_test, seed=test_seed, config=cfg, occlusion=s.occlusion),
     }
+
+    def val_score(model: nn.Module) -> float:  # landmark error (graph) or Dice (U-Net)
+        masks, lm = segment(model, val.images, n_lm)
+        if lm is not None:
+            return landmark_error_px(lm, val.landmarks, size)
+        return float(dice(masks, val.masks, N_CLASSES)[1:].mean())
+
+    # an untrained HybridGNet: are non-self-intersecting contours learned or built in?
+    untrained = lab.build("hybridgnet_untrained", arms(s)["hybridgnet"][0])
+    _, lm0 = segment(untrained, splits["occluded"].images, n_lm)
+    init_rate = contours_self_intersect(lm0, n_lm).any(1).float().mean()
+    lab.measure("self_intersect_rate_occluded/hybridgnet_untrained", init_rate)
+    lab.metrics.pop("params/hybridgnet_untrained")
+
     outputs: dict[str, tuple[Tensor, Tensor | None]] = {}  # "<arm>/<split>" -> masks, landmarks
     for arm, (make, loss_fn) in arms(s).items():
-        model = lab.build(arm, make)
-        lab.fit(arm, model, loss_fn, phantom_batches(train), s.recipe)
+        graph = arm != "unet"
+        model = lab.tune(arm, make, loss_fn, phantom_batches(train), s.recipe, lrs=s.lrs,
+                         score=val_score, higher_is_better=not graph)  # fmt: skip
+        lab.measure(f"flattening/{arm}", lab.fits[arm].flattening())
         for split, ph in splits.items():
             outputs[f"{arm}/{split}"] = segment(model, ph.images, n_lm)
             measure(lab, arm, split, *outputs[f"{arm}/{split}"], ph)
@@ -179,19 +214,36 @@ def run(lab: Lab) -> None:
     measure(lab, "mean_shape", "clean", rasterize_contours(mean_lm, n_lm, size), mean_lm, clean)
 
     v = lab.value
+    out_lm = outputs["hybridgnet/occluded"][1]
+    lab.invariant(
+        "HybridGNet outputs one closed contour per organ with the graph's landmark counts",
+        tuple(out_lm.shape[1:]) == (sum(n_lm), 2),
+        f"output {tuple(out_lm.shape)}: contours of {n_lm} landmarks, fixed by the decoder graph",
+    )
+    lab.health(
+        "unet", "dice_clean", ("mean shape", v("dice_clean/mean_shape")),
+        margin=s.health_dice, max_flattening=s.max_flattening,
+    )  # fmt: skip
+    lab.health(
+        "hybridgnet_no_igsc", "landmark_err_px_clean",
+        ("mean shape", v("landmark_err_px_clean/mean_shape")), margin=s.health_px,
+        higher_is_better=False, max_flattening=s.max_flattening, unit=" px",
+    )  # fmt: skip
     lab.compare(
         f"clean Dice of HybridGNet's contours >= U-Net's - {s.dice_margin} "
         f"({s.recipe.steps} steps each, {size}x{size} phantoms)",
         "dice_clean", "hybridgnet", "unet", margin=-s.dice_margin,
         note=f"mean over 3 organs, {s.n_test} images; params {v('params/hybridgnet'):,.0f} vs "
-        f"{v('params/unet'):,.0f}",
+        f"{v('params/unet'):,.0f}; lr {v('lr/hybridgnet'):g} vs {v('lr/unet'):g}; "
+        f"HybridGNet's loss fell {v('flattening/hybridgnet'):.1%} over the last quarter",
     )  # fmt: skip
     inv = v("self_intersect_rate_occluded/hybridgnet")
     lab.bound(
         f"under occlusion HybridGNet's contours stay plausible: self-intersecting rate <= "
         f"{s.max_invalid:.0%}",
         "self-intersecting rate (occluded)", inv, at_most=s.max_invalid,
-        note=f"{s.n_test} images (clean: {v('self_intersect_rate_clean/hybridgnet'):.1%}); "
+        note=f"{s.n_test} images (clean: {v('self_intersect_rate_clean/hybridgnet'):.1%}; "
+        f"untrained HybridGNet {float(init_rate):.0%}, so it is learned, not built in); "
         f"rasterised contours broken {v('broken_rate_occluded/hybridgnet'):.1%}",
     )  # fmt: skip
     lab.bound(  # min_broken > 0, so the bound also asks for a positive rate
@@ -209,7 +261,8 @@ def run(lab: Lab) -> None:
         margin=STRICTLY, unit=" px",
         note=f"at {size}x{size}, mean shape {v('landmark_err_px_clean/mean_shape'):.3f} px "
         f"(occluded: {v('landmark_err_px_occluded/hybridgnet'):.3f} vs "
-        f"{v('landmark_err_px_occluded/hybridgnet_no_igsc'):.3f})",
+        f"{v('landmark_err_px_occluded/hybridgnet_no_igsc'):.3f}); lr "
+        f"{v('lr/hybridgnet'):g} vs {v('lr/hybridgnet_no_igsc'):g}",
     )  # fmt: skip
     lab.figure("predictions", plot(splits["occluded"], outputs, n_lm, size))
 

@@ -28,7 +28,8 @@ After the official PyTorch code (KumapowerLIU/Rethinking-Inpainting-MEDFE: ``mod
 
 ``use_bpa=False`` is the paper's ablation without the bilateral propagation activation (the
 channel equalisation stays; the 1x1 fusion then sees the SE features in place of both terms, so
-the parameter count is unchanged).
+the parameter count is unchanged). ``bpa_variant="released"`` computes the BPA as the
+official code does (its terms reshaped from position-major to channels without a transpose).
 """
 
 from __future__ import annotations
@@ -146,18 +147,36 @@ class BilateralPropagation(nn.Module):
       neighbourhood, with ``f(x_i, x_j) = mean_c sigmoid(x_i)_c sigmoid(x_j)_c``;
 
     both concatenated: ``(B, D, h, w) -> (B, 2D, h, w)``.
+
+    ``variant="paper"`` computes these equations (neighbours outside the map excluded from the
+    softmax). ``variant="released"`` computes them as the official ``BASE`` does: each term is
+    first formed position-major, ``(h*w, D)``, and then ``view``-ed as ``(D, h, w)`` without a
+    transpose, so output channel ``d`` at position ``p`` holds entry ``d*h*w + p`` of the
+    position-major buffer (positions and channels mixed); the range term's zero padding takes
+    part in the softmax (similarity 0, feature 0), as there.
     """
 
-    def __init__(self, sigma_s: float = 1.5, kernel: int = 3):
+    VARIANTS = ("paper", "released")
+
+    def __init__(self, sigma_s: float = 1.5, kernel: int = 3, variant: str = "paper"):
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"the range kernel must be odd and >= 1, got {kernel}")
-        self.sigma_s, self.kernel = sigma_s, kernel
+        if variant not in self.VARIANTS:
+            raise ValueError(f"BPA variant must be one of {self.VARIANTS}, got {variant!r}")
+        self.sigma_s, self.kernel, self.variant = sigma_s, kernel, variant
+
+    def _layout(self, terms: Tensor, shape: torch.Size) -> Tensor:
+        """``(B, D, N)`` channel-major terms -> ``(B, D, h, w)``: transposed back (paper) or
+        the official reshape of the position-major ``(B, N, D)`` buffer (released)."""
+        if self.variant == "released":
+            return terms.transpose(1, 2).reshape(shape)
+        return terms.view(shape)
 
     def spatial(self, x: Tensor) -> Tensor:  # (B, D, h, w) -> (B, D, h, w)
         B, D, h, w = x.shape
         g = gaussian_affinity(h, w, float(self.sigma_s)).to(x)  # (N, N)
-        return (x.flatten(2) @ g.T).view(B, D, h, w)
+        return self._layout(x.flatten(2) @ g.T, x.shape)
 
     def range(self, x: Tensor) -> Tensor:  # (B, D, h, w) -> (B, D, h, w)
         B, D, h, w = x.shape
@@ -166,10 +185,12 @@ class BilateralPropagation(nn.Module):
         neigh_s = F.unfold(s, k, padding=pad).view(B, D, k * k, h * w)  # (B, D, k², N)
         neigh_x = F.unfold(x, k, padding=pad).view(B, D, k * k, h * w)
         sim = (s.flatten(2).unsqueeze(2) * neigh_s).mean(1)  # (B, k², N)
-        inside = F.unfold(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), k, padding=pad)
-        sim = sim.masked_fill(inside.view(1, k * k, h * w) == 0, float("-inf"))
-        weights = sim.softmax(dim=1)  # over the neighbourhood, padding excluded
-        return (neigh_x * weights.unsqueeze(1)).sum(2).view(B, D, h, w)
+        if self.variant == "paper":  # padding excluded from the softmax
+            ones = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
+            inside = F.unfold(ones, k, padding=pad)
+            sim = sim.masked_fill(inside.view(1, k * k, h * w) == 0, float("-inf"))
+        weights = sim.softmax(dim=1)  # over the neighbourhood
+        return self._layout((neigh_x * weights.unsqueeze(1)).sum(2), x.shape)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([self.spatial(x), self.range(x)], dim=1)
@@ -179,10 +200,18 @@ class FeatureEqualization(nn.Module):
     """Channel equalisation (SE) then spatial equalisation (BPA), fused by a 1x1 conv.
     ``(B, D, s, s) -> (B, D, s, s)``."""
 
-    def __init__(self, d: int, se_reduction: int, sigma_s: float, kernel: int, use_bpa: bool):
+    def __init__(
+        self,
+        d: int,
+        se_reduction: int,
+        sigma_s: float,
+        kernel: int,
+        use_bpa: bool,
+        bpa_variant: str = "paper",
+    ):
         super().__init__()
         self.channel = SqueezeExcite(d, se_reduction)
-        self.bpa = BilateralPropagation(sigma_s, kernel) if use_bpa else None
+        self.bpa = BilateralPropagation(sigma_s, kernel, bpa_variant) if use_bpa else None
         self.fuse = ConvINAct(2 * d, d, 1, 1, 0)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -210,6 +239,9 @@ class MEDFEConfig:
         sigma_s: spatial Gaussian sigma of the BPA, in feature-map pixels (1.5).
         range_kernel: neighbourhood side of the BPA's range term (3).
         use_bpa: the bilateral propagation activation (False: the paper's ablation).
+        bpa_variant: ``"paper"`` (the paper's equations) or ``"released"`` (the official
+            code's computation: position-major terms reshaped to channels without a
+            transpose, zero padding inside the range softmax; ``BilateralPropagation``).
         share_branch_weights: the official code fills both branches with the same partial-conv
             stacks and 1x1 reductions; False gives each branch its own.
         norm: normalisation of the encoder and decoder (the official ``--norm`` option:
@@ -230,12 +262,18 @@ class MEDFEConfig:
     sigma_s: float = 1.5
     range_kernel: int = 3
     use_bpa: bool = True
+    bpa_variant: str = "paper"
     share_branch_weights: bool = True
     norm: str = "instance"
 
     def __post_init__(self) -> None:
         if self.norm not in ("instance", "batch"):
             raise ValueError(f"norm must be 'instance' or 'batch', got {self.norm!r}")
+        if self.bpa_variant not in BilateralPropagation.VARIANTS:
+            raise ValueError(
+                f"bpa_variant must be one of {BilateralPropagation.VARIANTS}, "
+                f"got {self.bpa_variant!r}"
+            )
         for name in ("n_channels", "d_base", "d_branch", "n_pconv_layers", "se_reduction"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -318,7 +356,7 @@ class MutualEqualization(nn.Module):
             self.texture_fill_reduce, self.structure_fill_reduce = reduce(n_fill), reduce(n_fill)
         self.fuse = ConvINAct(2 * d, 2 * d, 1, 1, 0)
         self.equalize = FeatureEqualization(
-            2 * d, cfg.se_reduction, cfg.sigma_s, cfg.range_kernel, cfg.use_bpa
+            2 * d, cfg.se_reduction, cfg.sigma_s, cfg.range_kernel, cfg.use_bpa, cfg.bpa_variant
         )
         self.texture_out = nn.ModuleList([ResizeConv(2 * d, w[j]) for j in range(nt)])
         self.structure_out = nn.ModuleList(
