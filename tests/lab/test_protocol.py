@@ -124,14 +124,15 @@ def test_health_needs_a_flattened_curve_when_asked():
     assert lab.metrics["flattening/lin"] == flat
 
 
-def test_flattening_compares_means_of_the_last_quarter_so_one_noisy_point_does_not_decide():
+def test_flattening_is_the_last_quarters_share_of_the_loss_drop():
     from archlab.lab import Fit
 
-    steady = Fit("a", 0.0, [[i, 1.0] for i in range(24)])
-    assert steady.flattening() == 0.0
-    falling = Fit("a", 0.0, [[i, 10.0 - 0.25 * i] for i in range(24)])
-    assert falling.flattening() > 0.1
-    spiky = [[i, 1.0] for i in range(24)]
-    spiky[-1][1] = 0.2  # one lucky batch at the end
-    assert Fit("a", 0.0, spiky).flattening() == pytest.approx(0.4)  # first-to-last point: 0.8
+    converged = Fit("a", 0.0, [[i, 2.0 * 0.7**i + 0.01] for i in range(24)])
+    assert converged.flattening() < 0.01  # still falling relatively, but done
+    linear = Fit("a", 0.0, [[i, 10.0 - 0.25 * i] for i in range(24)])
+    assert linear.flattening() == pytest.approx(1.25 / 5.625, rel=1e-6)  # still learning
+    spiky = [[i, 2.0 - i / 20] for i in range(12)] + [[i, 1.4] for i in range(12, 24)]
+    spiky[-1][1] = 0.4  # one lucky batch at the end moves the end third's mean only
+    assert Fit("a", 0.0, spiky).flattening() == pytest.approx(0.5 / 1.1)
+    assert math.isnan(Fit("a", 0.0, [[i, 1.0] for i in range(24)]).flattening())  # never fell
     assert math.isnan(Fit("a", 0.0, [[0, 1.0]]).flattening())

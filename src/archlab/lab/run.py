@@ -72,16 +72,21 @@ class Fit:
         return self.curve[-1][1] if self.curve else math.nan
 
     def flattening(self, fraction: float = 0.25) -> float:
-        """Relative drop of the loss over the last ``fraction`` of training: ``(head - end) /
-        |head|``, where ``head`` and ``end`` are the means of the first and last third of the
-        curve points in that stretch (means, so one noisy batch does not decide it; small: the
-        curve has flattened)."""
+        """The share of the whole run's loss drop that came in the last ``fraction`` of
+        training: ``(head - end) / (first - end)``, where ``first`` is the first curve point and
+        ``head`` / ``end`` are the means of the first and last third of the points in that last
+        stretch (means, so one noisy batch does not decide it). Small: the curve has flattened.
+        Relative to the total drop, so a loss still creeping towards zero after the model has
+        converged reads as flat; NaN when the loss never fell (nothing was learned)."""
         if len(self.curve) < 4:
             return math.nan
         tail = [p[1] for p in self.curve[int(len(self.curve) * (1 - fraction)) - 1 :]]
         k = max(1, len(tail) // 3)
         head, end = sum(tail[:k]) / k, sum(tail[-k:]) / k
-        return (head - end) / max(abs(head), 1e-12)
+        total = self.curve[0][1] - end
+        if not total > 0:
+            return math.nan
+        return (head - end) / total
 
 
 class Lab:
@@ -184,6 +189,7 @@ class Lab:
         score: Callable[[nn.Module], float],
         higher_is_better: bool = True,
         stream: str = "init",
+        train_stream: str = "train",
         **fit_kwargs: Any,
     ) -> nn.Module:
         """Build and fit ``arm`` once per learning rate in ``lrs`` (the same grid for every arm,
@@ -191,9 +197,10 @@ class Lab:
         split.
 
         Each candidate starts from the same ``stream`` initialisation and sees the same
-        batches. Records ``val/<arm>@lr=<lr>`` per candidate, the chosen ``lr/<arm>`` and
-        ``val/<arm>``, and ``tune_s/<arm>`` (all candidates); the chosen run's learning curve
-        and ``train_s`` become the arm's. ``fit_kwargs`` go to ``fit``.
+        batches (data order and dropout from ``train_stream``). Records ``val/<arm>@lr=<lr>``
+        per candidate, the chosen ``lr/<arm>`` and ``val/<arm>``, and ``tune_s/<arm>`` (all
+        candidates); the chosen run's learning curve and ``train_s`` become the arm's.
+        ``fit_kwargs`` go to ``fit``.
         """
         if not lrs:
             raise ValueError(f"tune({arm!r}) needs at least one learning rate")
@@ -201,7 +208,9 @@ class Lab:
         total = 0.0
         for lr in lrs:
             model = self.build(arm, make, stream=stream)
-            fit = self.fit(arm, model, loss_fn, data, recipe.replace(lr=lr), **fit_kwargs)
+            fit = self.fit(
+                arm, model, loss_fn, data, recipe.replace(lr=lr), stream=train_stream, **fit_kwargs
+            )
             total += fit.train_s
             value = float(score(model))
             self.metrics[f"val/{arm}@lr={lr:g}"] = value
@@ -315,8 +324,8 @@ class Lab:
     ) -> bool:
         """The health check of a baseline (or any arm): ``metric`` of ``arm`` beats a trivial
         predictor (``(label, value)``: chance, the mean, the identity, ...) by ``margin``, and,
-        with ``max_flattening``, its learning curve has flattened (the loss fell by at most
-        that fraction over the last quarter of training, ``Fit.flattening``).
+        with ``max_flattening``, its learning curve has flattened (at most that share of the
+        run's loss drop came in the last quarter of training, ``Fit.flattening``).
 
         A comparison (``compare``, ``paired``) involving an arm that failed here never passes.
         """
@@ -335,7 +344,7 @@ class Lab:
             self.metrics[f"flattening/{arm}"] = flat
             flat_ok = _finite(flat) and flat <= max_flattening
             detail += (
-                f"; loss fell {flat:.1%} over the last quarter of training "
+                f"; {flat:.1%} of the loss drop came in the last quarter of training "
                 f"(needs <= {max_flattening:.0%})"
             )
             passed = passed and flat_ok
