@@ -109,6 +109,11 @@ def test_an_unhealthy_baseline_turns_a_winning_comparison_into_a_fail():
     health = lab.result.health_checks
     assert len(health) == 1 and health[0].kind == "health" and "chance 0.5" in health[0].detail
     assert "0/1" in summary_table([lab.result])
+    lab.measure("acc/two", 0.9)
+    assert lab.health("two", "acc", ("chance", 0.5), margin=0.1)
+    assert not lab.health("two", "acc", ("chance", 0.5), margin=0.5)
+    assert lab.health("two", "acc", ("chance", 0.5), margin=0.1)  # a later pass clears nothing
+    assert not lab.compare("vs two", "acc", "model", "two", margin=-1.0)
 
 
 def test_health_needs_a_flattened_curve_when_asked():

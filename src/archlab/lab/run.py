@@ -327,7 +327,8 @@ class Lab:
         with ``max_flattening``, its learning curve has flattened (at most that share of the
         run's loss drop came in the last quarter of training, ``Fit.flattening``).
 
-        A comparison (``compare``, ``paired``) involving an arm that failed here never passes.
+        A comparison (``compare``, ``paired``) involving an arm that failed here never passes;
+        several health checks of one arm (e.g. pretraining and downstream) must all pass.
         """
         value = self.value(metric, arm)
         label, base = trivial
@@ -348,7 +349,7 @@ class Lab:
                 f"(needs <= {max_flattening:.0%})"
             )
             passed = passed and flat_ok
-        self.healthy[arm] = bool(passed)
+        self.healthy[arm] = self.healthy.get(arm, True) and bool(passed)  # all criteria
         return self.result.check(f"{arm} is a healthy baseline", passed, detail, HEALTH)
 
     def paired(
