@@ -214,3 +214,19 @@ def test_maxim_routes_its_skips_through_cross_gating():
         zeroed = model(x)
     hook.remove()
     assert not torch.allclose(ref, zeroed)
+
+
+def test_quick_miniature_grid_and_block_partitions_differ_everywhere():
+    """At the quick budget's crop size, the grid and block partitions group different tokens at
+    every scale where the grid branch acts (with b = d = 4 at 32x32 the 4x4 bottleneck is one
+    block and one grid window: the two heads would see the same tokens)."""
+    from archlab.papers.dense.maxim.experiment import BUDGETS, grid_block_sites, same_partition
+    from archlab.papers.dense.maxim.model import MINI
+
+    assert same_partition(4, (4, 4), (4, 4)) and not same_partition(8, (4, 4), (4, 4))
+    assert not same_partition(4, (2, 2), (2, 2)) and same_partition(4, (1, 1), (1, 1))
+    s = BUDGETS["quick"]
+    sites = grid_block_sites(s.maxim, s.size)
+    assert len(sites) == s.maxim.depth + 1
+    assert not any(same_partition(side, b, g) for _, side, b, g in sites)
+    assert any(same_partition(side, b, g) for _, side, b, g in grid_block_sites(MINI, 32))

@@ -168,3 +168,44 @@ def test_parallel_fusion_and_decoder_follow_the_official_wiring():
             moved = model(x)
             hook.remove()
             assert (moved - y).abs().max() > 0.01
+
+
+def test_cnn_only_ablation_drops_the_transformer_branch():
+    """``use_transformer=False``: no transformer parameters, the fusions and the decoder see the
+    CNN features alone (narrower by D, 2D, 4D), and the output equals the decoder applied to the
+    CNN features."""
+    import dataclasses
+
+    cfg = dataclasses.replace(VARIANTS["tiny"], use_transformer=False)
+    torch.manual_seed(0)
+    model = ParaTransCNN(cfg).eval()
+    w = cfg.cnn_widths
+    assert len(model.vit) == 0
+    assert [se.fc1.in_channels for se in model.se] == [w[3], w[2], w[1]]
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        y = model(x)
+        _, e2, e3, e4 = model.cnn(x)
+        h = model.up1(model.decoder1(model.se[0](e4)))
+        h = model.up2(model.decoder2(torch.cat([model.se[1](e3), h], 1)))
+        h = model.up3(model.decoder3(torch.cat([model.se[2](e2), h], 1)))
+        torch.testing.assert_close(y, model.head(h))
+    full = ParaTransCNN(VARIANTS["tiny"])
+    assert sum(p.numel() for p in full.vit.parameters()) > 0
+
+
+def test_quick_miniature_keeps_the_official_transformer_share():
+    """The quick budget's ParaTransCNN gives the transformer about the official Synapse model's
+    share of the parameters (22.7%), not the 2.8% of the first miniature."""
+    from archlab.papers.dense.paratranscnn.experiment import (
+        BUDGETS,
+        OFFICIAL_TRANSFORMER_SHARE,
+        transformer_share,
+    )
+
+    assert transformer_share(ParaTransCNN(ParaTransCNNConfig())) == pytest.approx(
+        OFFICIAL_TRANSFORMER_SHARE, abs=5e-4
+    )
+    s = BUDGETS["quick"]
+    lo, hi = s.share_range
+    assert lo <= transformer_share(ParaTransCNN(s.paratranscnn)) <= hi

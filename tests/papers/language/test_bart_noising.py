@@ -332,6 +332,17 @@ def test_finetuning_dataset_pads_without_changing_the_loss():
     torch.testing.assert_close(metrics["token_acc"], metrics_tight["token_acc"])
 
 
+def test_trivial_predictors_of_the_scratch_health_check():
+    from archlab.papers.language.bart.experiment import trivial_token_accuracy
+
+    t = torch.tensor
+    train = [(t([1, 7, 8, 2]), t([1, 7, 7, 2])), (t([1, 7, 2]), t([1, 7, 2]))]  # 7: 3 of 7
+    test = [(t([1, 9, 7, 2]), t([1, 7, 2])), (t([1, 5, 2]), t([1, 7, 2]))]
+    got = trivial_token_accuracy(train, test)
+    assert got["majority"] == pytest.approx(2 / 6)  # predicting 7 everywhere hits the two 7s
+    assert got["copy"] == pytest.approx(3 / 6)  # <s>,<s> and the 2nd pair's </s> at position 2
+
+
 # ---------------------------------------------------------------------------- mechanism tests
 def test_each_paper_scheme_is_its_corruption():
     """Every row of the paper's Table 1 runs its own corruption: the scheme's Noiser gives,

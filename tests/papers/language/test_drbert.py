@@ -220,3 +220,23 @@ def test_mlm_hidden_runs_the_decoder_under_the_gua_masks_in_eval():
     plain = model.decoder[1](model.decoder[0](out.encoder))
     assert (out.decoder - plain).abs().max() > 1e-3, "GUA must change the decoder output"
     torch.testing.assert_close(out.hidden, out.decoder, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------- protocol (issue 10)
+def test_unigram_mlm_loss_is_the_smoothed_unigram_cross_entropy():
+    from archlab.papers.language.drbert.experiment import N_SPECIAL, unigram_mlm_loss
+
+    stream = torch.tensor([5, 5, 5, 6, 0, 1])  # specials are never predicted
+    labels = torch.tensor([[5, -100, 6, 7]])
+    # add-one counts over the non-special ids 5..7 of a vocabulary of 8: 4, 2, 1 (of 7)
+    expected = -(torch.tensor([4 / 7, 2 / 7, 1 / 7], dtype=torch.float64).log().mean())
+    got = unigram_mlm_loss(stream, N_SPECIAL + 3, (labels, labels))
+    assert abs(got - float(expected)) < 1e-9
+
+
+def test_every_arm_gets_the_same_lr_grid_and_no_latency_check():
+    from archlab.papers.language.drbert.experiment import BUDGETS, Settings
+
+    for s in BUDGETS.values():
+        assert s.finetune.lr in s.lrs and s.n_val > 0
+    assert "latency_tolerance" not in Settings.__dataclass_fields__

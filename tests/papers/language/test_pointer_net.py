@@ -15,6 +15,7 @@ from archlab.papers.language.pointer_net import (
     pointer_loss,
     tasks,
 )
+from archlab.papers.language.pointer_net.baseline import CoordFedSeq2Seq
 
 SORT = PointerNetConfig(d_input=1, d_embed=16, d_hidden=24, permutation_output=True)
 HULL = PointerNetConfig(d_input=2, d_embed=16, d_hidden=24)
@@ -326,3 +327,53 @@ def test_forward_is_the_papers_encoder_decoder_recurrence_on_fixed_weights():
     torch.testing.assert_close(got[1:], expected[1:], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got[0, 1:], expected[0, 1:], rtol=1e-5, atol=1e-5)
     assert got[0, 0] < -1e8
+
+
+# ----------------------------------------------------------------------------- the paper's baseline
+def make_coord_s2s(seed: int = 0, **kw) -> CoordFedSeq2Seq:
+    torch.manual_seed(seed)
+    cfg = LSTMSeq2SeqConfig(d_input=1, d_embed=12, d_hidden=16, n_positions=10, **kw)
+    return CoordFedSeq2Seq(cfg).eval()
+
+
+def test_coord_fed_seq2seq_decoder_reads_the_previous_chosen_coordinates():
+    """The teacher-forced pass recomputed by hand: the decoder starts from the encoder's final
+    state, reads the learned start vector, then ``embed(x_{C_{i-1}})`` (the previous chosen
+    element's coordinates, not a symbol embedding); the output layer is the fixed vocabulary."""
+    model = make_coord_s2s(seed=4, mask_chosen=False, init_range=1.0)
+    assert not hasattr(model, "symbol_embed")
+    x = torch.rand(1, 5, 1, generator=torch.Generator().manual_seed(1))
+    targets = torch.tensor([[3, 1, 3, 5, 0]])  # symbol j names input j - 1
+    got = model(x, torch.tensor([5]), targets)[0]  # (T, K)
+    with torch.no_grad():
+        memory, mask, state = model.encode(x, torch.tensor([5]))
+        prev = [model.start] + [model.embed(x[0, j - 1]) for j in targets[0, :-1].tolist()]
+        dec_out, _ = model.decoder(torch.stack(prev)[None], state)  # (1, T, D)
+        scores = model._logits(memory, mask, dec_out)[0]  # (T, K)
+        scores[:, 6:] = -1e9  # positions past n = 5
+        scores[0, 0] = -1e9  # no empty output
+        expected = scores.log_softmax(-1)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # moving the point chosen at step 0 changes step 1's scores (it is fed back), not step 0's
+    x2 = x.clone()
+    x2[0, 2, 0] += 0.5
+    got2 = model(x2, torch.tensor([5]), targets)[0]
+    assert not torch.allclose(got2[1], got[1])
+
+
+def test_coord_fed_seq2seq_decode_matches_teacher_forcing_and_emits_permutations():
+    model = make_coord_s2s(seed=5, permutation_output=True)
+    batch = sort_batch(batch_size=6, n_min=3, n_max=10, seed=11)
+    out = model.decode(batch["inputs"], batch["lengths"])
+    for b, n in enumerate(batch["lengths"].tolist()):
+        assert sorted(out.indices[b, :n].tolist()) == list(range(n))
+    targets = torch.where(out.indices >= 0, out.indices + 1, tasks.IGNORE_INDEX)
+    targets = torch.cat([targets, torch.full((6, 1), tasks.IGNORE_INDEX)], 1)
+    targets[torch.arange(6), out.lengths] = tasks.END
+    with torch.no_grad():
+        lp = model(batch["inputs"], batch["lengths"], targets)
+    real = targets != tasks.IGNORE_INDEX
+    picked = lp.gather(2, targets.clamp(min=0)[..., None])[..., 0] * real
+    torch.testing.assert_close(picked.sum(1), out.log_prob, rtol=1e-4, atol=1e-4)
+    loss, _ = pointer_loss(model, batch)
+    assert torch.isfinite(loss)

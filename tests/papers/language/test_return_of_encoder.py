@@ -391,3 +391,29 @@ def test_cross_attention_has_no_positions():
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+# ------------------------------------------------------------------------- protocol (issue 10)
+def test_chosen_rows_is_the_kept_candidates_curve():
+    from archlab.papers.language.return_of_encoder.experiment import chosen_rows
+
+    rows = [{"step": 100 * (i % 3 + 1), "lr": lr} for lr in (1, 2, 3) for i in range(3)]
+    assert [r["lr"] for r in chosen_rows(rows, (1.0, 2.0, 3.0), 2.0)] == [2, 2, 2]
+    assert [r["step"] for r in chosen_rows(rows, (1.0, 2.0, 3.0), 3.0)] == [100, 200, 300]
+
+
+def test_the_trivial_predictor_emits_the_most_common_summary():
+    from archlab.papers.language.return_of_encoder.experiment import most_common_summary_match
+
+    task = KeywordTask(KeywordTaskConfig(n_symbols=4, n_source=16, k=1))
+    _, summaries = task.sample(500, torch.Generator().manual_seed(0))
+    values, counts = torch.unique(summaries, dim=0, return_counts=True)
+    target = torch.stack([values[counts.argmax()], values[counts.argmin()]])
+    em = most_common_summary_match(task, torch.Generator().manual_seed(0), 500, target)
+    assert em == 0.5
+
+
+def test_latency_is_checked_at_a_long_input_and_both_arms_share_the_lr_grid():
+    quick = BUDGETS["quick"]
+    assert quick.s_check == max(quick.lengths) >= 1024 and min(quick.lengths) <= 64
+    assert quick.recipe.lr in quick.lrs and len(quick.lrs) >= 2 and quick.n_replicates >= 3

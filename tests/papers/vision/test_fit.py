@@ -271,3 +271,12 @@ def test_write_gives_each_group_tokens_only_their_latents():
     for g in (0, 2, 3):
         torch.testing.assert_close(a[:, g], b[:, g], rtol=0, atol=0)
     assert not torch.allclose(a[:, 1], b[:, 1])
+
+
+def test_pair_task_filler_ids_and_vocabulary():
+    x, y = pair_task(32, torch.Generator().manual_seed(1), 64, 4, 3, n_fillers=4)
+    assert x.shape == (32, 64, vocab_size(3, 4)) and y.max() < 9
+    ids = x.argmax(-1)
+    fillers = ids[(ids >= 1) & (ids <= 4)]
+    assert len(fillers.unique()) == 4  # all four filler ids are used
+    assert ((ids > 4).sum(1) == 2).all()  # one key and one value per sequence

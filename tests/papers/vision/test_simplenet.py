@@ -180,3 +180,21 @@ def test_module_order_of_a_small_layout():
     names = [type(m).__name__ for m in model.features]
     conv = ["Conv2d", "BatchNorm2d", "ReLU"]
     assert names == conv + ["Dropout2d"] + conv + ["MaxPool2d", "Dropout2d"] + conv
+
+
+def test_experiment_splits_are_disjoint_and_sized():
+    from archlab.papers.vision.simplenet.experiment import BUDGETS, load_data
+
+    s = BUDGETS["quick"]
+    (xtr, ytr), (xva, yva), (xte, yte) = load_data(s, torch.Generator().manual_seed(0))
+    assert len(yva) == s.n_val and len(yte) == s.n_test and len(ytr) == 1797 - s.n_val - s.n_test
+    flat = [x.flatten(1) for x in (xtr, xva, xte)]
+    for i, j in ((0, 1), (0, 2), (1, 2)):  # no image appears in two splits
+        assert not (torch.cdist(flat[i], flat[j]) == 0).any()
+
+
+def test_experiment_uses_the_official_pointwise_padding():
+    from archlab.papers.vision.simplenet.experiment import BUDGETS
+
+    assert SimpleNetConfig().pointwise_padding == 0
+    assert all(s.pointwise_padding == 0 for s in BUDGETS.values())

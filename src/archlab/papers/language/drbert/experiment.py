@@ -17,14 +17,21 @@ sentences with exactly one prepositional phrase: *is the PP inside the subject o
 noun phrase?* (``the cat near a dog sees the bird`` vs ``the cat sees the bird near a dog``).
 Both classes use the same words, so a bag of words cannot solve it; the model needs word order.
 As GLUE numbers are usually reported, each pretrained encoder is fine-tuned with several
-fine-tuning seeds (streams ``finetune-data/p/f``, ``head/p/f`` and ``finetune/p/f``: its own
-labelled sample, head init and batch order, shared by the arms). An encoder with no pretraining
-is fine-tuned the same way for reference.
+fine-tuning seeds (streams ``train/p/f``, ``head/p/f`` and ``finetune/p/f``: its own labelled
+sample, head init and batch order, shared by the arms). An encoder with no pretraining is
+fine-tuned the same way for reference. Splits: labelled validation and test sentences come from
+their own streams (``val-data``, ``test-data``). Every arm gets the same fine-tuning lr sweep
+(``lab.tune`` on the first fine-tuning seed, kept by validation accuracy; the other seeds reuse
+the chosen lr).
+
+Health of the standard-MLM baseline (before the comparisons; a comparison with an unhealthy
+baseline is not a pass): its held-out MLM loss is below the unigram predictor's by a margin and
+its pretraining curve has flattened; its mean fine-tuned accuracy beats the majority class.
 
 Claims: mean test accuracy (DrBERT >= baseline) and no fine-tuning seed worse by more than 1.5
-points. Invariants (one architecture compared with itself, the decoder being pretraining-only):
-identical fine-tuning parameters and FLOPs, and latency equal within timing noise (measured,
-alternately timed).
+points. Invariant (one architecture compared with itself, the decoder being pretraining-only):
+identical fine-tuning parameters and FLOPs. Latency is recorded as a metric (alternately timed),
+not checked: its ratio is timing noise.
 """
 
 from __future__ import annotations
@@ -79,7 +86,9 @@ class Settings:
     pretrain: Recipe  # both arms
     n_train: int  # labelled fine-tuning sentences per fine-tuning seed (balanced)
     n_test: int
-    finetune: Recipe  # every arm
+    finetune: Recipe  # every arm (its lr: the middle of ``lrs``)
+    lrs: tuple[float, ...]  # the fine-tuning lr grid of every arm, picked on validation
+    n_val: int  # labelled validation sentences (lr choice)
     finetune_len: int = 16  # the sentences are at most 14 tokens with <s> and </s>
     mask_rate: float = 0.15
     n_corpus_docs: int = 4000
@@ -87,25 +96,29 @@ class Settings:
     latency_repeats: int = 21
     acc_margin: float = 0.0  # mean accuracy: DrBERT >= BERT + this
     max_seed_loss: float = 0.015  # no fine-tuning seed worse than BERT by more than this
-    latency_tolerance: float = 0.15  # |paired latency ratio - 1| at most this
+    health_acc_margin: float = 0.1  # BERT: mean test accuracy >= majority class + this
+    health_mlm_margin: float = 0.2  # BERT: held-out MLM loss <= the unigram predictor's - this
+    max_flattening: float = 0.2  # BERT: pretraining loss fell <= 20% over its last quarter
 
 
+_LRS = (1.7e-4, 5e-4, 1.5e-3, 4.5e-3)  # fine-tuning lr grid: 5e-4 x 3^k, k = -1 .. 2
 BUDGETS = {
     "smoke": Settings(
         n_pretrain_seeds=1, n_finetune_seeds=1, d_model=32, n_layers=2, n_decoder_layers=2,
         seq_len=24, pretrain=bert_recipe(4, 8, 1e-3, curve_points=50), n_train=16, n_test=32,
-        finetune=bert_recipe(4, 8, 1e-3), n_corpus_docs=300, latency_repeats=3,
+        finetune=bert_recipe(4, 8, 1e-3), lrs=(1e-3,), n_val=32, n_corpus_docs=300,
+        latency_repeats=3,
     ),
     "quick": Settings(
         n_pretrain_seeds=1, n_finetune_seeds=5, d_model=64, n_layers=2, n_decoder_layers=2,
         seq_len=24, pretrain=bert_recipe(1000, 32, 2e-3, curve_points=50), n_train=128,
-        n_test=1000, finetune=bert_recipe(100, 32, 5e-4),
+        n_test=1000, finetune=bert_recipe(100, 32, 5e-4), lrs=_LRS, n_val=500,
     ),
     # 3 x 5 seeds, a 4 x 128 encoder, 64-token windows, 20k steps (for an accelerator)
     "full": Settings(
         n_pretrain_seeds=3, n_finetune_seeds=5, d_model=128, n_layers=4, n_decoder_layers=2,
         seq_len=64, pretrain=bert_recipe(20_000, 128, 1e-3, curve_points=50), n_train=128,
-        n_test=2000, finetune=bert_recipe(100, 32, 5e-4),
+        n_test=2000, finetune=bert_recipe(100, 32, 5e-4), lrs=_LRS, n_val=1000,
     ),
 }  # fmt: skip
 
@@ -224,9 +237,21 @@ def bert_config(s: Settings, vocab_size: int) -> BertConfig:
 
 
 # ------------------------------------------------------------------------------------------- run
+def unigram_mlm_loss(stream: Tensor, vocab_size: int, batch: tuple[Tensor, Tensor]) -> float:
+    """The trivial MLM predictor: cross-entropy at the selected positions of ``batch`` of the
+    pretraining stream's unigram distribution over the non-special tokens (add-one smoothed)."""
+    counts = torch.bincount(stream, minlength=vocab_size).double() + 1.0
+    counts[:N_SPECIAL] = 0.0
+    _, labels = batch
+    target = labels[labels != -100]
+    return float(-(counts[target] / counts.sum()).log().mean())
+
+
 def make_data(lab: Lab):
     """The tokenizer (a cached BPE of the fixed pretraining corpus), the masked-window stream,
-    one held-out masked batch and the labelled test sentences."""
+    one held-out masked batch, and the labelled validation and test sentences (their own
+    streams ``val-data`` and ``test-data``); records the unigram predictor's held-out MLM
+    loss."""
     s: Settings = lab.settings
     docs = grammar_corpus(s.n_corpus_docs, seed=0)  # the fixed corpus the cached BPE is fit on
     tokenizer = train_bpe(docs, vocab_size=s.vocab_size)
@@ -234,8 +259,11 @@ def make_data(lab: Lab):
     data = MaskedWindows(_stream(tokenizer, docs), s.seq_len, vocab, s.mask_rate)
     heldout_docs = grammar_corpus(200, seed=lab.seed_for("heldout-docs"))
     heldout = MaskedWindows(_stream(tokenizer, heldout_docs), s.seq_len, vocab, s.mask_rate)
-    test = labelled(tokenizer, s.n_test, lab.seed_for("test"), s.finetune_len)
-    return tokenizer, data, heldout(256, lab.rng("heldout-mask")), test
+    val = labelled(tokenizer, s.n_val, lab.seed_for("val-data"), s.finetune_len)
+    test = labelled(tokenizer, s.n_test, lab.seed_for("test-data"), s.finetune_len)
+    heldout_batch = heldout(256, lab.rng("heldout-mask"))
+    lab.measure("heldout_mlm/unigram", unigram_mlm_loss(data.stream, vocab, heldout_batch))
+    return tokenizer, data, heldout_batch, val, test
 
 
 def labelled(tokenizer, n: int, seed: int, max_len: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -255,26 +283,61 @@ def pretrain_arms(lab: Lab, cfg: DrBertConfig, data, heldout, p: int) -> dict[st
                 stream=f"pretrain/{p}")  # fmt: skip
     # DrBERT's MLM head also read straight off its encoder output (the decoder skipped)
     for arm, model in (("bert", bert), ("drbert", drbert), ("drbert_encoder", drbert.encoder())):
-        lab.measure(f"heldout_mlm/{arm}/p{p}", heldout_mlm_loss(model, heldout))
+        lab.measure(f"heldout_mlm/{arm}/p{p}/pretrain", heldout_mlm_loss(model, heldout))
     return {"bert": bert, "drbert": drbert.encoder(), "scratch": scratch}
 
 
-def finetune(lab: Lab, arm: str, encoder: Bert, train, test, p: int, f: int) -> BertClassifier:
-    """Fine-tune a copy of ``encoder`` under a fresh classifier head (the same head init, batches
-    and recipe for every arm of ``(p, f)``); record ``acc/<arm>/p<p>/f<f>``."""
+def finetune(lab: Lab, arm: str, encoder: Bert, train, val, test, p: int, f: int) -> BertClassifier:
+    """Fine-tune a copy of ``encoder`` under a fresh classifier head (the same head init,
+    batches and recipe for every arm of ``(p, f)``); record ``acc/<arm>/p<p>/f<f>``.
+
+    The first fine-tuning seed of a pretraining seed (``f == 0``) sweeps the lr grid
+    (``lab.tune``: every candidate from the same head init and batches, kept by validation
+    accuracy, recorded as ``lr/<arm>/p<p>``); the other seeds fine-tune at that lr. The
+    optimizer gets every parameter: the unused MLM head has no gradient, so AdamW leaves it
+    alone (the same as passing ``finetune_parameters()``)."""
     name = f"{arm}/p{p}/f{f}"
-    clf = lab.build(name, lambda: BertClassifier(copy.deepcopy(encoder), 2), stream=f"head/{p}/{f}")
-    params = [q for _, q in clf.finetune_parameters()]
-    lab.fit(name, clf, classification_loss, torch.utils.data.TensorDataset(*train),
-            lab.settings.finetune, params=params, stream=f"finetune/{p}/{f}")  # fmt: skip
+
+    def make() -> BertClassifier:
+        return BertClassifier(copy.deepcopy(encoder), 2)
+
+    data = torch.utils.data.TensorDataset(*train)
+    s: Settings = lab.settings
+    if f == 0:
+        clf = lab.tune(name, make, classification_loss, data, s.finetune, lrs=s.lrs,
+                       score=lambda m: test_accuracy(m, *val), stream=f"head/{p}/{f}")  # fmt: skip
+        lab.measure(f"lr/{arm}/p{p}", lab.value("lr", name))
+    else:
+        clf = lab.build(name, make, stream=f"head/{p}/{f}")
+        recipe = s.finetune.replace(lr=lab.value("lr", f"{arm}/p{p}"))
+        lab.fit(name, clf, classification_loss, data, recipe, stream=f"finetune/{p}/{f}")
     lab.measure(f"acc/{name}", test_accuracy(clf, *test))
     return clf
 
 
-def run(lab: Lab) -> None:
-    """Pretrain both arms, fine-tune the encoders on PP attachment, compare; measure the cost."""
+def health_checks(lab: Lab, tokenizer, test) -> tuple[str, ...]:
+    """The standard-MLM baseline's health: its pretraining left the unigram plateau and
+    flattened (per pretraining seed), and its fine-tuned encoder beats the majority class.
+    Returns the arms a comparison with the baseline depends on."""
     s: Settings = lab.settings
-    tokenizer, data, heldout, test = make_data(lab)
+    unigram = lab.value("heldout_mlm/unigram")
+    pretrain = tuple(f"bert/p{p}/pretrain" for p in range(s.n_pretrain_seeds))
+    for arm in pretrain:
+        lab.health(arm, "heldout_mlm", ("the unigram predictor", unigram), unit=" nats",
+                   margin=s.health_mlm_margin, higher_is_better=False,
+                   max_flattening=s.max_flattening)  # fmt: skip
+    y = test[2]
+    majority = float((y == y.mode().values).float().mean())
+    lab.measure("acc/majority_class", majority)
+    lab.health("bert", "acc", ("the majority class", majority), margin=s.health_acc_margin)
+    return ("drbert", "bert", *pretrain)
+
+
+def run(lab: Lab) -> None:
+    """Pretrain both arms, fine-tune the encoders on PP attachment (lr picked on validation),
+    check the baseline's health, compare; measure the cost."""
+    s: Settings = lab.settings
+    tokenizer, data, heldout, val, test = make_data(lab)
     cfg = DrBertConfig(
         bert=bert_config(s, tokenizer.get_vocab_size()), n_decoder_layers=s.n_decoder_layers
     )
@@ -282,30 +345,38 @@ def run(lab: Lab) -> None:
         encoders = pretrain_arms(lab, cfg, data, heldout, p)
         for f in range(s.n_finetune_seeds):
             train = labelled(tokenizer, s.n_train, lab.seed_for(f"train/{p}/{f}"), s.finetune_len)
-            clfs = {arm: finetune(lab, arm, e, train, test, p, f) for arm, e in encoders.items()}
+            clfs = {
+                arm: finetune(lab, arm, e, train, val, test, p, f) for arm, e in encoders.items()
+            }
     pretrain_seeds = [f"p{p}" for p in range(s.n_pretrain_seeds)]
     seeds = [f"{p}/f{f}" for p in pretrain_seeds for f in range(s.n_finetune_seeds)]
     acc = {arm: [lab.value("acc", f"{arm}/{seed}") for seed in seeds] for arm in ARMS}
     for arm in ARMS:
         lab.measure(f"acc/{arm}", statistics.mean(acc[arm]))
     for arm in ("bert", "drbert", "drbert_encoder"):
-        values = [lab.value("heldout_mlm", f"{arm}/{p}") for p in pretrain_seeds]
+        values = [lab.value("heldout_mlm", f"{arm}/{p}/pretrain") for p in pretrain_seeds]
         lab.measure(f"heldout_mlm/{arm}", statistics.mean(values))
     gains = [d - b for b, d in zip(acc["bert"], acc["drbert"])]
     lab.measure("gain", lab.value("acc/drbert") - lab.value("acc/bert"))
     lab.measure("worst_seed_gain", min(gains))
+    lab.measure("pretraining_gain/bert", lab.value("acc/bert") - lab.value("acc/scratch"))
+    gated = health_checks(lab, tokenizer, test)
 
     pairs = ", ".join(f"{100 * b:.1f} -> {100 * d:.1f}" for b, d in zip(acc["bert"], acc["drbert"]))
-    lab.compare(
+    lrs = "; lr " + ", ".join(
+        f"{arm} {lab.value('lr', f'{arm}/{p}'):g}" for arm in ARMS for p in pretrain_seeds
+    )
+    lab.compare_values(
         f"mean downstream accuracy ({s.n_pretrain_seeds} pretraining x {s.n_finetune_seeds} "
         "fine-tuning seeds): DrBERT >= standard MLM",
-        "acc", "drbert", "bert", margin=s.acc_margin,
-        note=f"per seed {pairs}; no pretraining {lab.value('acc/scratch'):.3f}",
+        ("drbert", lab.value("acc/drbert")), ("bert", lab.value("acc/bert")),
+        margin=s.acc_margin, arms=gated,
+        note=f"per seed {pairs}; no pretraining {lab.value('acc/scratch'):.3f}{lrs}",
     )  # fmt: skip
-    lab.bound(
+    lab.compare_values(
         f"no seed worse than the standard-MLM baseline by more than {100 * s.max_seed_loss:g} "
-        "points", "worst seed gain", min(gains), at_least=-s.max_seed_loss,
-        note="gains (pts) " + ", ".join(f"{100 * g:+.1f}" for g in gains),
+        "points", ("worst seed gain", min(gains)), ("allowed loss", -s.max_seed_loss),
+        arms=gated, note="gains (pts) " + ", ".join(f"{100 * g:+.1f}" for g in gains),
     )  # fmt: skip
     inference_cost(lab, clfs["bert"], clfs["drbert"], test[0][:16], test[1][:16])
     lab.figure("downstream_accuracy", plot_accuracy(lab, seeds))
@@ -313,8 +384,10 @@ def run(lab: Lab) -> None:
 
 
 def inference_cost(lab: Lab, base: BertClassifier, ours: BertClassifier, ids, mask) -> None:
-    """Fine-tune-time parameters, FLOPs and latency of the fine-tuned BERT vs DrBERT classifiers
-    (the same architecture: invariants)."""
+    """Fine-tune-time parameters, FLOPs and latency of the fine-tuned BERT vs DrBERT classifiers.
+
+    They are one architecture (the decoder is pretraining-only): equal parameters and FLOPs
+    are an invariant; the latency is recorded as a metric only (its ratio is timing noise)."""
     s: Settings = lab.settings
     ids, mask = ids.to(model_device(base)), mask.to(model_device(base))
     n = {arm: sum(q.numel() for _, q in m.finetune_parameters())
@@ -338,11 +411,6 @@ def inference_cost(lab: Lab, base: BertClassifier, ours: BertClassifier, ids, ma
         f"params {n['bert']} vs {n['drbert']}; forward FLOPs (batch {len(ids)}) "
         f"{flops['bert']} vs {flops['drbert']}",
     )
-    lab.invariant(
-        f"inference latency equal within {100 * s.latency_tolerance:g}% (median of back-to-back "
-        "paired timings)", abs(paired - 1.0) <= s.latency_tolerance,
-        f"{lat}; paired DrBERT/BERT ratio {paired:.3f}",
-    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- figures

@@ -1,14 +1,22 @@
 """Miniature reproduction of Pointer Networks: sorting and planar convex hull vs seq2seq.
 
-Ptr-Net and the attention seq2seq baseline (``archlab.baselines.lstm_seq2seq``, whose output
-vocabulary is a fixed set of positions) are built from the same init stream and trained with
-``lab.fit`` on the same training stream of a task (the very same batches), with the same recipe:
+Ptr-Net and the paper's seq2seq baseline (``baseline.CoordFedSeq2Seq``: attention LSTM seq2seq
+whose output vocabulary is a fixed set of positions and whose decoder reads the previously chosen
+element's coordinates, as Ptr-Net's does) are tuned with ``lab.tune`` on the same lr grid (the
+budget's ``lrs``), from the same init stream, on the same training batches of a task, and each
+keeps the lr that scores best on the validation split:
 
 1. Sorting ``n`` numbers from U[0, 1], trained on ``n`` in [5, 10]. Exact match at the training
    ``n = 10`` and beyond it (``n = 15, 20``), where the baseline cannot name the answer's
    positions (exact match 0 by construction).
 2. Planar convex hull, trained on ``n`` in [5, 20]. Area coverage and exact match (same polygon)
    at ``n = 20`` and at the unseen ``n = 40``.
+
+Splits: training batches from the kit's ``train`` stream (``lab.tune``), validation and test
+sets per length from ``val-data/<task>/<n>`` and ``test-data/<task>/<n>``. Every seq2seq arm
+passes a health check (exact match / area coverage at a training length well above an untrained
+seq2seq of the same init, measured in the run; flattened loss curve) before a comparison uses
+it.
 
 Every batch shares one ``n`` (length bucketing). Decoding is greedy and restricted to valid
 outputs for both models (``model.py``), so Ptr-Net's sorting outputs are valid permutations by
@@ -23,11 +31,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 from torch import nn
 
-from archlab.baselines.lstm_seq2seq import LSTMSeq2Seq, LSTMSeq2SeqConfig
+from archlab.baselines.lstm_seq2seq import LSTMSeq2SeqConfig
 from archlab.lab import Lab, Recipe, evaluating
 from archlab.lab.inference import model_device
 from archlab.lab.plots import new_figure
 from archlab.papers.language.pointer_net import tasks
+from archlab.papers.language.pointer_net.baseline import CoordFedSeq2Seq
 from archlab.papers.language.pointer_net.model import SPEC, PointerNet, pointer_loss
 
 SORT_RANGE = (5, 10)  # training lengths of the sorting task
@@ -53,44 +62,48 @@ class Settings:
     sort_recipe: Recipe
     hull_recipe: Recipe
     n_eval: int  # test examples per length
+    n_val: int  # validation examples per training length scored by the lr sweep
+    lrs: tuple[float, ...]  # the lr grid of every arm (Ptr-Net and seq2seq), picked on val
     sort_eval_ns: tuple[int, ...]
     hull_eval_ns: tuple[int, ...]
     sort_exact_min: float = 0.85  # Ptr-Net sorting exact match at the training n = 10
     sort_exact_beyond_min: float = 0.4  # ... at the unseen n = 15
     hull_coverage_min: float = 0.95  # Ptr-Net hull area coverage at the training n = 20
     hull_coverage_beyond_min: float = 0.90  # ... at the unseen n = 40
-    beats_margin: float = 1e-9  # Ptr-Net strictly above seq2seq (hull coverage, exact match)
+    beats_margin: float = 1e-9  # Ptr-Net strictly above seq2seq (margin 0: the paper's direction)
+    health_margin: float = 0.2  # seq2seq health: above an untrained seq2seq by 0.2 (a priori)
+    max_flattening: float = 0.2  # seq2seq health: loss fell <= 20% over the last quarter
 
 
 BUDGETS = {
     "smoke": Settings(
         sort_hidden=16, hull_hidden=16, sort_recipe=paper_recipe(3, 16, 2e-3),
         hull_recipe=paper_recipe(3, 16, 2e-3), n_eval=8, sort_eval_ns=(5, 10, 15),
-        hull_eval_ns=(10, 20, 40),
+        hull_eval_ns=(10, 20, 40), n_val=8, lrs=(2e-3,),
     ),
     "quick": Settings(
         sort_hidden=64, hull_hidden=128, sort_recipe=paper_recipe(1000, 64, 2e-3),
-        hull_recipe=paper_recipe(800, 64, 2e-3), n_eval=500, sort_eval_ns=(5, 10, 15, 20),
-        hull_eval_ns=(10, 20, 30, 40),
+        hull_recipe=paper_recipe(600, 64, 2e-3), n_eval=500, sort_eval_ns=(5, 10, 15, 20),
+        hull_eval_ns=(10, 20, 30, 40), n_val=200, lrs=(2e-3, 6e-3),  # lr, 3 lr
     ),
 }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- models and data
 def sort_arms(h: int) -> dict[str, Callable[[], nn.Module]]:
-    """Ptr-Net and seq2seq for sorting; seq2seq names positions 0..9 only."""
+    """Ptr-Net and the coordinate-fed seq2seq for sorting; seq2seq names positions 0..9 only."""
     ptr = replace(SPEC.variants["sort"], d_embed=h, d_hidden=h)
     s2s = LSTMSeq2SeqConfig(
         d_input=1, d_embed=h, d_hidden=h, n_positions=SORT_RANGE[1], permutation_output=True
     )
-    return {"sort/ptr": lambda: PointerNet(ptr), "sort/s2s": lambda: LSTMSeq2Seq(s2s)}
+    return {"sort/ptr": lambda: PointerNet(ptr), "sort/s2s": lambda: CoordFedSeq2Seq(s2s)}
 
 
 def hull_arms(h: int) -> dict[str, Callable[[], nn.Module]]:
-    """Ptr-Net and seq2seq for the convex hull; seq2seq names positions 0..19 only."""
+    """Ptr-Net and the coordinate-fed seq2seq for the hull; seq2seq names positions 0..19 only."""
     ptr = replace(SPEC.variants["hull"], d_embed=h, d_hidden=h)
     s2s = LSTMSeq2SeqConfig(d_input=2, d_embed=h, d_hidden=h, n_positions=HULL_RANGE[1])
-    return {"hull/ptr": lambda: PointerNet(ptr), "hull/s2s": lambda: LSTMSeq2Seq(s2s)}
+    return {"hull/ptr": lambda: PointerNet(ptr), "hull/s2s": lambda: CoordFedSeq2Seq(s2s)}
 
 
 def length_buckets(make: Callable, n_range: tuple[int, int]) -> Callable:
@@ -142,33 +155,61 @@ def eval_hull(model: nn.Module, batch: dict) -> tuple[dict[str, float], list[lis
 
 
 # ----------------------------------------------------------------------------- the run
+SORT_HEALTH_N = 5  # a training length at which the sorting seq2seq must beat its untrained self
+HULL_HEALTH_N = 10  # the same for the convex hull seq2seq
+
+
 def run(lab: Lab) -> None:
-    """Train Ptr-Net and the seq2seq baseline on sorting and convex hull; check the claim."""
+    """Tune Ptr-Net and the seq2seq baseline on sorting and convex hull; check the claim."""
     s: Settings = lab.settings
-    sort = length_buckets(tasks.sorting_batch, SORT_RANGE)
-    for arm, make in sort_arms(s.sort_hidden).items():
-        model = lab.build(arm, make)
-        lab.fit(arm, model, pointer_loss, sort, s.sort_recipe, stream="train/sort")
-        for n in s.sort_eval_ns:
-            test = tasks.sorting_batch(s.n_eval, lab.rng(f"test/sort/{n}"), n, n)
-            for key, value in eval_sorting(model, test).items():
-                lab.measure(f"{key}@{n}/{arm}", value)
     drawings = {}  # (arm, n) -> (test batch, predictions), for the figure
-    hull = length_buckets(tasks.convex_hull_batch, HULL_RANGE)
-    for arm, make in hull_arms(s.hull_hidden).items():
-        model = lab.build(arm, make)
-        lab.fit(arm, model, pointer_loss, hull, s.hull_recipe, stream="train/hull")
-        for n in s.hull_eval_ns:
-            test = tasks.convex_hull_batch(s.n_eval, lab.rng(f"test/hull/{n}"), n, n)
-            metrics, preds = eval_hull(model, test)
-            drawings[arm, n] = (test, preds)
-            for key, value in metrics.items():
-                lab.measure(f"{key}@{n}/{arm}", value)
+    for task, arms, make_batch, n_range, recipe, eval_ns, health_n in (
+        ("sort", sort_arms(s.sort_hidden), tasks.sorting_batch, SORT_RANGE, s.sort_recipe,
+         s.sort_eval_ns, SORT_HEALTH_N),
+        ("hull", hull_arms(s.hull_hidden), tasks.convex_hull_batch, HULL_RANGE, s.hull_recipe,
+         s.hull_eval_ns, HULL_HEALTH_N),
+    ):  # fmt: skip
+        metric = "exact" if task == "sort" else "coverage"
+
+        def evaluate(model, batch, task=task):
+            return eval_sorting(model, batch) if task == "sort" else eval_hull(model, batch)
+
+        val = {n: make_batch(s.n_val, lab.rng(f"val-data/{task}/{n}"), n, n) for n in n_range}
+
+        def score(model, val=val, metric=metric, evaluate=evaluate):  # mean over both ends
+            return float(np.mean([_metrics(evaluate(model, b))[metric] for b in val.values()]))
+
+        tests = {n: make_batch(s.n_eval, lab.rng(f"test-data/{task}/{n}"), n, n) for n in eval_ns}
+        tests.setdefault(health_n, make_batch(s.n_eval, lab.rng(f"test-data/{task}/{health_n}"),
+                                              health_n, health_n))  # fmt: skip
+        data = length_buckets(make_batch, n_range)
+        for arm, make in arms.items():
+            if arm.endswith("/s2s"):  # the trivial predictor of its health check
+                untrained = lab.build(f"{arm}/untrained", make)
+                value = _metrics(evaluate(untrained, tests[health_n]))[metric]
+                lab.measure(f"{metric}@{health_n}/{arm}/untrained", value)
+            # lab.tune fits on the kit's "train" stream (its ``stream`` names the init stream)
+            model = lab.tune(arm, make, pointer_loss, data, recipe, lrs=s.lrs, score=score)
+            for n, test in tests.items():
+                out = evaluate(model, test)
+                if task == "hull":
+                    drawings[arm, n] = (test, out[1])
+                for key, value in _metrics(out).items():
+                    lab.measure(f"{key}@{n}/{arm}", value)
+        s2s = f"{task}/s2s"
+        lab.health(s2s, f"{metric}@{health_n}",
+                   (f"untrained seq2seq {metric}@{health_n}",
+                    lab.value(f"{metric}@{health_n}/{s2s}/untrained")),
+                   margin=s.health_margin, max_flattening=s.max_flattening)  # fmt: skip
 
     n_sort, n_hull, v = SORT_RANGE[1], HULL_RANGE[1], lab.value
     lab.bound(f"sort: Ptr-Net exact match at training n={n_sort} >= {s.sort_exact_min}",
               "ptr", v(f"exact@{n_sort}", "sort/ptr"), at_least=s.sort_exact_min,
               note=f"seq2seq {v(f'exact@{n_sort}', 'sort/s2s'):.3f}")  # fmt: skip
+    lab.compare(f"sort: Ptr-Net beats seq2seq at training n={n_sort} in exact match",
+                f"exact@{n_sort}", "sort/ptr", "sort/s2s", margin=s.beats_margin,
+                note=f"at n={SORT_HEALTH_N}: ptr {v(f'exact@{SORT_HEALTH_N}', 'sort/ptr'):.3f}, "
+                f"seq2seq {v(f'exact@{SORT_HEALTH_N}', 'sort/s2s'):.3f}")  # fmt: skip
     valid = v(f"valid@{SORT_BEYOND}", "sort/ptr")
     lab.invariant(f"sort: Ptr-Net emits only valid permutations at unseen n={SORT_BEYOND} "
                   "(the decoding masks guarantee it)", valid >= 1.0,
@@ -188,6 +229,11 @@ def run(lab: Lab) -> None:
                     margin=s.beats_margin)  # fmt: skip
     lab.figure("accuracy_vs_n", plot_vs_n(lab, s))
     lab.figure("hull_examples", plot_hulls(drawings, HULL_BEYOND))
+
+
+def _metrics(out) -> dict[str, float]:
+    """The metrics of ``eval_sorting`` (a dict) or ``eval_hull`` (metrics, predictions)."""
+    return out[0] if isinstance(out, tuple) else out
 
 
 # ----------------------------------------------------------------------------- figures

@@ -19,8 +19,11 @@ Measured (``run``):
 2. Snap: the token mixture stops changing before winner-take-all: the largest token share stays
    below 0.9 and the entropy of ``c_n`` over the distinct tokens plateaus (the step after which
    its change rate stays below ``rate_tol``), well before the end of training.
-3. Learning-rate ratio (the paper's snap analysis, Fig. 6): a larger ``eta_Y / eta_Z`` snaps
-   earlier and freezes a less sparse mixture (higher entropy).
+3. Learning-rate ratio (the paper's snap analysis, Fig. 6), within the theory's regime
+   ``eta_Y > eta_Z``: the largest ratio snaps earlier and freezes a less sparse mixture (higher
+   entropy) than the smallest ratio above 1. The direction is the official Fig. 6 sweep's
+   (``scan_snap/figure_6_data.pkl``: ratio 10 above ratio 2 in all 16 settings); ratio 1,
+   outside assumption (c), is measured but not checked.
 """
 
 from __future__ import annotations
@@ -61,7 +64,10 @@ class Settings:
     rate_window: int = RATE_WINDOW  # snap: steps over which the rate is smoothed
     snap_within: float = 0.5  # snap: the snap step lies within this fraction of training
     max_late_change: float = 0.1  # snap: change over the second half / total change
-    min_entropy_gain: float = 1e-9  # ratio: each larger ratio freezes a strictly higher entropy
+    # ratio checks compare the largest ratio with the smallest ratio above 1 (the theory's
+    # assumption (c), decoder faster than attention); margin 0 (strict): the direction of the
+    # official Fig. 6 sweep (ratio 10 above ratio 2 in all 16 of its settings)
+    min_entropy_gain: float = 1e-9  # ratio: the largest ratio freezes a strictly higher entropy
     snap_earlier_by: float = 1e-9  # ratio: the largest ratio snaps strictly earlier
 
 
@@ -76,10 +82,14 @@ def _sgd(steps: int, batch_size: int) -> Recipe:
 
 BUDGETS = {
     "smoke": Settings(
-        layout="tiny", T=16, recipe=_sgd(4, 16), per_class_eval=8, ratios=(1.0, 10.0)
+        layout="tiny", T=16, recipe=_sgd(4, 16), per_class_eval=8, ratios=(1.0, 2.0, 10.0)
     ),
     "quick": Settings(
-        layout="base", T=64, recipe=_sgd(200, 128), per_class_eval=256, ratios=(1.0, 3.0, 10.0)
+        layout="base",
+        T=64,
+        recipe=_sgd(200, 128),
+        per_class_eval=256,
+        ratios=(1.0, 2.0, 5.0, 10.0),  # the official Fig. 6 grid
     ),
 }
 
@@ -180,7 +190,7 @@ def train_ratios(lab: Lab, s: Settings, classes: SequenceClasses) -> dict[str, t
     """One arm per ratio, from ``Y = Z = 0``, on the same data stream; record ``c_n`` after
     every step and the scan/snap numbers (``<number>/r<ratio>``). Returns the mixtures
     (S+1, N, M) of each arm."""
-    x_eval, _, n_eval = classes.balanced(s.per_class_eval, s.T, lab.rng("eval"))
+    x_eval, _, n_eval = classes.balanced(s.per_class_eval, s.T, lab.rng("test-data"))
 
     def data(batch_size: int, generator: torch.Generator):
         x, y, _ = classes.sample(batch_size, s.T, generator)
@@ -194,7 +204,10 @@ def train_ratios(lab: Lab, s: Settings, classes: SequenceClasses) -> dict[str, t
         mixtures, record = mixture_recorder(classes, x_eval, n_eval)
         record(model)  # step 0
         groups = model.param_groups(lr_Z=s.recipe.lr, lr_Y=ratio * s.recipe.lr)
-        fit = lab.fit(arm, model, next_token_loss, data, s.recipe, eval_fn=record, params=groups)
+        fit = lab.fit(
+            arm, model, next_token_loss, data, s.recipe, eval_fn=record, params=groups,
+            stream="train-data",
+        )  # fmt: skip
         trajectories[arm] = torch.stack(mixtures)  # (S+1, N, M)
         stats = summarize(trajectories[arm], model.Z.detach().cpu(), classes, s)
         for key, value in {**stats, "loss_end": fit.final_loss}.items():
@@ -261,25 +274,35 @@ def run(lab: Lab) -> None:
         note=f"late {per_arm('entropy_change_late', '.4f')}; "
         f"total {per_arm('entropy_change_total', '.4f')}",
     )
-    # 3. learning-rate ratio: a faster decoder snaps earlier and leaves a less sparse mixture
-    lab.bound(
-        "ratio: larger eta_Y/eta_Z freezes a higher-entropy mixture (monotone)",
-        "smallest entropy gain between neighbouring ratios",
-        np.diff(values("entropy_distinct_end")).min(),
-        at_least=s.min_entropy_gain,
+    # 3. learning-rate ratio, within the theory's regime eta_Y > eta_Z (assumption (c)): a
+    # faster decoder leaves a less sparse mixture and snaps earlier. Ratio 1 is measured and
+    # plotted, not checked: it breaks assumption (c), and in the official sweep its entropy lies
+    # above ratio 2's in 12 of 16 settings.
+    above = [arm for arm, ratio in zip(arms, s.ratios) if ratio > 1]
+    lo, hi = above[0], above[-1]
+    lab.compare(
+        f"ratio: with eta_Y > eta_Z, the largest ratio ({hi}) freezes a higher-entropy "
+        f"mixture than the smallest ({lo})",
+        "entropy_distinct_end",
+        hi,
+        lo,
+        margin=s.min_entropy_gain,
         unit=" nats",
-        note="H " + per_arm("entropy_distinct_end"),
+        note="H " + per_arm("entropy_distinct_end") + " (ratio 1 not checked)",
+        strict=True,
     )
     lab.compare(
-        "ratio: larger eta_Y/eta_Z snaps earlier (largest vs smallest ratio)",
+        f"ratio: with eta_Y > eta_Z, the largest ratio ({hi}) snaps earlier than the "
+        f"smallest ({lo})",
         "snap_step",
-        arms[-1],
-        arms[0],
+        hi,
+        lo,
         margin=s.snap_earlier_by,
         higher_is_better=False,
         unit=" steps",
-        note="90% settled at " + per_arm("snap_step_rel90", ".0f"),
-    )
+        note="snap step " + per_arm("snap_step", ".0f") + "; 90% settled at "
+        + per_arm("snap_step_rel90", ".0f"),
+    )  # fmt: skip
     lab.figure("scan_attention", scan_figure(trajectories, classes, s))
     lab.figure("snap_entropy", snap_figure(trajectories, classes, s, lab))
 

@@ -90,9 +90,10 @@ class SimpleNetConfig:
             last one) and after every pool (0.0 in the official code's CIFAR configs, 0.2 in the
             Caffe prototxt of the 95.32 % CIFAR-10 run).
         head_dropout: dropout after the global max-pool (official default 0.0).
-        pointwise_padding: zero padding of the 1x1 convolutions; the official PyTorch code pads
-            them by 1 (the map grows by 2 per side), the Caffe prototxt by 0. Parameter counts
-            are the same.
+        pointwise_padding: zero padding of the 1x1 convolutions: 0 as the current official
+            PyTorch code (``cifar/models/simplenet.py``, since its 2023 refactoring) and the
+            Caffe prototxt; an earlier version of the PyTorch port padded them by 1 (the map
+            grows by 2 per side). Parameter counts are the same.
     """
 
     layers: tuple[str, ...] = CIFAR_5M
@@ -103,7 +104,7 @@ class SimpleNetConfig:
     bn_eps: float = 1e-5
     dropout: float = 0.0
     head_dropout: float = 0.0
-    pointwise_padding: int = 1
+    pointwise_padding: int = 0
 
     def __post_init__(self) -> None:
         if not self.layers:
