@@ -35,7 +35,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2411.04967",
         fidelity="simplified",
         variants=("tiny", "mini", "mini_symmetric", "mini_reversed", "mini_conv", "base"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "bart": PaperInfo(
         slug="bart",
@@ -122,7 +122,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2203.10977",
         fidelity="faithful",
         variants=("tiny", "mini", "mini_no_igsc", "jsrt512", "paper", "paper_no_igsc"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "m_sfanet": PaperInfo(
         slug="m_sfanet",
@@ -145,7 +145,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2201.02973",
         fidelity="faithful",
         variants=("tiny", "mini", "mini-local", "s1", "m1"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "medfe": PaperInfo(
         slug="medfe",
@@ -155,7 +155,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2007.06929",
         fidelity="faithful",
         variants=("tiny", "mini", "mini-no-bpa", "base"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "medusa_med": PaperInfo(
         slug="medusa_med",
@@ -191,7 +191,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2010.07002",
         fidelity="faithful",
         variants=("tiny", "mini", "base"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "pointer_net": PaperInfo(
         slug="pointer_net",

@@ -3,13 +3,15 @@ dual-attention (DANet) head, and itself without the guidance losses.
 
 Data: ``archlab.data.organs`` slices relabelled to the CHAOS set (liver, right kidney, left
 kidney, spleen + background; ``to_chaos``) under an MRI-like bias field and noise. The liver and
-spleen share an intensity band, and the two kidneys look identical: position decides. A fixed
-training pool and a held-out test set from their own random streams. All four models start from
-random weights (the official code re-initialises its backbone too), built from the same init
-stream and trained on the same data stream with the same recipe (``archlab.lab``: AdamW without
-weight decay, warm-up, cosine). Segmentation loss: cross-entropy as the official code (for the
-guided models on each of the eight deep-supervision outputs, plus 0.25 x semantic-guidance and
-0.1 x reconstruction MSE; the ablation sets those two weights to 0).
+spleen share an intensity band, and the two kidneys look identical: position decides. Training,
+validation and test slices come from their own random streams. All four models start from
+random weights (the official code re-initialises its backbone too); every arm gets the same
+learning-rate sweep (each candidate from the same init stream, on the same batches, the best
+kept by validation Dice) and the same steps and recipe (``archlab.lab``: AdamW without weight
+decay, warm-up, cosine). The U-Net is MONAI's ``BasicUNet`` as is, of about the guided model's
+parameter count. Every segmentation output of every arm is trained with cross-entropy + Dice
+(for the guided models each of the eight deep-supervision outputs, plus 0.25 x semantic-guidance
+and 0.1 x reconstruction MSE; the ablation sets those two weights to 0).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch.nn.functional as F
+import torch
 from torch import Tensor, nn
 
-from archlab.baselines.unet import UNet, UNetConfig
+from archlab.baselines.unet import MonaiBasicUNet
 from archlab.data import image_batches
 from archlab.data.organs import CHAOS_CLASSES, organ_slices, to_chaos
 from archlab.lab import Lab, Recipe, predict_labels
+from archlab.lab.losses import ce_dice_loss
 from archlab.lab.metrics import dice
 from archlab.lab.plots import overlay_grid
 from archlab.lab.tasks import SEGMENT
@@ -44,13 +47,17 @@ class Settings:
 
     image_size: int
     n_train: int
+    n_val: int
     n_test: int
     recipe: Recipe
+    lrs: tuple[float, ...]  # the learning-rate grid of every arm, picked on validation Dice
     guided: GuidedAttentionConfig
-    unet_widths: tuple[int, ...]
+    unet_features: tuple[int, ...]  # MONAI BasicUNet's six widths
     semantic_weight: float  # the official 0.25 (0 in the ablation)
     reconstruction_weight: float  # the official 0.1 (0 in the ablation)
     margin: float  # the guided model's mean Dice must exceed each other arm's by more than this
+    health_margin: float  # a baseline's mean Dice must beat predicting background by this
+    max_flattening: float | None  # and its training loss fall by at most this (last quarter)
 
 
 def guided_config(width: int, d: int) -> GuidedAttentionConfig:
@@ -63,35 +70,39 @@ def guided_config(width: int, d: int) -> GuidedAttentionConfig:
 # The official optimiser has no weight decay and no clipping; so does this recipe.
 BUDGETS = {
     "smoke": Settings(
-        image_size=64, n_train=16, n_test=4,
+        image_size=64, n_train=16, n_val=4, n_test=4,
         recipe=SEGMENT.recipe(steps=2, batch_size=4, lr=2e-3, weight_decay=0.0, grad_clip=None),
-        guided=guided_config(8, 8), unet_widths=(8, 16, 32), semantic_weight=0.25,
-        reconstruction_weight=0.1, margin=0.0,
+        lrs=(2e-3,), guided=guided_config(8, 8), unet_features=(8, 8, 16, 32, 64, 8),
+        semantic_weight=0.25, reconstruction_weight=0.1, margin=0.0, health_margin=-1.0,
+        max_flattening=None,
     ),
     "quick": Settings(
-        image_size=64, n_train=800, n_test=64,
+        image_size=64, n_train=800, n_val=32, n_test=64,
         recipe=SEGMENT.recipe(
-            steps=120, batch_size=8, lr=2e-3, warmup_steps=10, weight_decay=0.0, grad_clip=None
+            steps=64, batch_size=8, lr=3e-3, warmup_steps=6, weight_decay=0.0, grad_clip=None,
+            curve_points=16,
         ),
-        guided=guided_config(16, 16), unet_widths=(16, 32, 64, 128), semantic_weight=0.25,
-        reconstruction_weight=0.1, margin=0.0,
+        lrs=(3e-3, 1e-2), guided=guided_config(12, 12), unet_features=(20, 20, 40, 80, 160, 20),
+        semantic_weight=0.25, reconstruction_weight=0.1, margin=0.0, health_margin=0.3,
+        max_flattening=0.2,
     ),
 }  # fmt: skip
 
 
-def ce_loss(model: nn.Module, batch: tuple[Tensor, Tensor]):
-    """Cross-entropy of one output (the baselines; the official loss)."""
+def seg_loss(model: nn.Module, batch: tuple[Tensor, Tensor]):
+    """Cross-entropy + Dice of one output (the U-Net and DANet)."""
     x, y = batch
-    return F.cross_entropy(model(x), y), {}
+    return ce_dice_loss(model(x), y), {}
 
 
 def guidance_loss(semantic_weight: float, reconstruction_weight: float):
-    """The guided models' loss: deep-supervised cross-entropy + the two guidance terms."""
+    """The guided models' loss: deep-supervised cross-entropy + Dice on the eight outputs, and the
+    two guidance terms."""
 
     def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor]):
         x, y = batch
         return guided_loss(
-            model(x), y, semantic_weight=semantic_weight,
+            model(x), y, seg_loss=ce_dice_loss, semantic_weight=semantic_weight,
             reconstruction_weight=reconstruction_weight,
         )  # fmt: skip
 
@@ -100,52 +111,70 @@ def guidance_loss(semantic_weight: float, reconstruction_weight: float):
 
 def arms(s: Settings) -> dict[str, tuple[Callable[[], nn.Module], Callable]]:
     """arm -> (model factory, loss)."""
-    unet = UNetConfig(n_channels=1, n_outputs=K, widths=s.unet_widths)
     return {
         "guided": (
             lambda: GuidedAttentionNet(s.guided),
             guidance_loss(s.semantic_weight, s.reconstruction_weight),
         ),
         "guided_no_guidance": (lambda: GuidedAttentionNet(s.guided), guidance_loss(0.0, 0.0)),
-        "unet": (lambda: UNet(unet), ce_loss),
-        "danet": (lambda: DANet(s.guided), ce_loss),
+        "unet": (lambda: MonaiBasicUNet(2, 1, K, s.unet_features, norm="instance"), seg_loss),
+        "danet": (lambda: DANet(s.guided), seg_loss),
     }
 
 
+def organ_dice(pred: Tensor, masks: Tensor) -> Tensor:
+    """Per-image Dice of each class averaged over the images: ``(K,)``."""
+    return dice(pred, masks, K, per_image=True).float().mean(0)
+
+
 def run(lab: Lab) -> None:
-    """Train the guided model, its no-guidance ablation, a U-Net and DANet; compare test Dice."""
+    """Tune the guided model, its no-guidance ablation, a U-Net and DANet; compare test Dice."""
     s: Settings = lab.settings
-    train = organ_slices(s.n_train, size=s.image_size, seed=lab.seed_for("train-slices"))
-    test = organ_slices(s.n_test, size=s.image_size, seed=lab.seed_for("test-slices"))
-    train_masks, test_masks = to_chaos(train.masks), to_chaos(test.masks)
+    split = {
+        name: organ_slices(n, size=s.image_size, seed=lab.seed_for(f"{name}-data"))
+        for name, n in (("train", s.n_train), ("val", s.n_val), ("test", s.n_test))
+    }
+    masks = {name: to_chaos(sl.masks) for name, sl in split.items()}
+    data = image_batches(split["train"].images, masks["train"])
+
+    def val_dice(model: nn.Module) -> float:
+        pred = predict_labels(model, split["val"].images, batch_size=16)
+        return float(organ_dice(pred, masks["val"])[1:].mean())
+
+    background = organ_dice(torch.zeros_like(masks["test"]), masks["test"])[1:].mean()
+    lab.measure("dice/background_only", background)
     preds: dict[str, Tensor] = {}
     for arm, (make, loss_fn) in arms(s).items():
-        model = lab.build(arm, make)
-        lab.fit(arm, model, loss_fn, image_batches(train.images, train_masks), s.recipe)
-        preds[arm] = predict_labels(model, test.images, batch_size=16)
-        scores = dice(preds[arm], test_masks, K, per_image=True).mean(0)  # (K,)
+        model = lab.tune(arm, make, loss_fn, data, s.recipe, lrs=s.lrs, score=val_dice)
+        preds[arm] = predict_labels(model, split["test"].images, batch_size=16)
+        scores = organ_dice(preds[arm], masks["test"])  # (K,)
         lab.measure(f"dice/{arm}", scores[1:].mean())
         for k in range(1, K):
             lab.measure(f"dice/{arm}/{CHAOS_CLASSES[k]}", scores[k])
 
-    params = f"{lab.value('params/guided') / 1e6:.2f}M vs {lab.value('params/unet') / 1e6:.2f}M"
-    lab.compare(
-        "guided attention mean Dice > U-Net's",
-        "dice",
-        "guided",
-        "unet",
-        margin=s.margin + STRICTLY,
-        note=f"{params} parameters; {s.recipe.steps} steps each, {s.n_test} test slices",
+    lab.invariant(
+        "the guided model and its no-guidance ablation are the same network",
+        lab.value("params/guided") == lab.value("params/guided_no_guidance"),
+        f"{lab.value('params/guided'):,} parameters each (only the loss weights differ)",
     )
-    lab.compare(
-        "guided attention mean Dice > single-scale dual attention (DANet)'s",
-        "dice",
-        "guided",
-        "danet",
-        margin=s.margin + STRICTLY,
+    ratio = lab.value("params/unet") / lab.value("params/guided")
+    lab.invariant(
+        "the U-Net (MONAI BasicUNet) is of similar size to the guided model (0.8-1.25x)",
+        0.8 <= ratio <= 1.25,
+        f"{lab.value('params/unet'):,} vs {lab.value('params/guided'):,} parameters "
+        f"({ratio:.2f}x); DANet {lab.value('params/danet'):,}",
     )
+    for arm in ("unet", "danet"):
+        lab.health(arm, "dice", ("predicting background", float(background)),
+                   margin=s.health_margin, max_flattening=s.max_flattening)  # fmt: skip
+
+    note = f"{s.recipe.steps} steps each, lr picked on {s.n_val} validation slices"
+    lab.compare("guided attention mean Dice > U-Net's", "dice", "guided", "unet",
+                margin=s.margin + STRICTLY, note=f"{note}, {s.n_test} test slices")  # fmt: skip
+    lab.compare("guided attention mean Dice > single-scale dual attention (DANet)'s", "dice",
+                "guided", "danet", margin=s.margin + STRICTLY)  # fmt: skip
     lab.compare("removing the guidance losses lowers mean Dice", "dice", "guided",
                 "guided_no_guidance", margin=s.margin + STRICTLY)  # fmt: skip
     n = min(6, s.n_test)
-    rows = {"ground truth": test_masks[:n]} | {arm: p[:n] for arm, p in preds.items()}
-    lab.figure("predictions", overlay_grid(test.images[:n], rows, n_classes=K))
+    rows = {"ground truth": masks["test"][:n]} | {arm: p[:n] for arm, p in preds.items()}
+    lab.figure("predictions", overlay_grid(split["test"].images[:n], rows, n_classes=K))

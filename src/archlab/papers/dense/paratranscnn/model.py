@@ -53,6 +53,8 @@ class ParaTransCNNConfig:
         cnn_widths: channels of the four ResNet stages (ResNet-34: 64, 128, 256, 512).
         cnn_depths: residual blocks per stage (ResNet-34: 3, 4, 6, 3).
         se_reduction: r of the squeeze-and-excitation channel attention.
+        use_transformer: the transformer branch; False is the CNN-only ablation (the fusions
+            see the CNN features alone, so the decoder is narrower by the transformer widths).
     """
 
     n_channels: int = 3
@@ -68,6 +70,7 @@ class ParaTransCNNConfig:
     cnn_widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     cnn_depths: tuple[int, int, int, int] = (3, 4, 6, 3)
     se_reduction: int = 16
+    use_transformer: bool = True
 
     def __post_init__(self) -> None:
         if self.n_channels < 1 or self.n_classes < 1:
@@ -195,7 +198,7 @@ class ParaTransCNN(nn.Module):
         D, p = cfg.dim, cfg.patch_size
         w = cfg.cnn_widths
         self.cnn = ResNetEncoder(cfg.n_channels, w, cfg.cnn_depths)
-        dims = (D, 2 * D, 4 * D)
+        dims = (D, 2 * D, 4 * D) if cfg.use_transformer else (0, 0, 0)
         self.vit = nn.ModuleList(
             [
                 TransformerStage(
@@ -208,9 +211,10 @@ class ParaTransCNN(nn.Module):
                     cfg.sr_ratios[i],
                 )  # fmt: skip
                 for i in range(3)
+                if cfg.use_transformer
             ]
         )
-        c16, c8, c4 = 4 * D + w[3], 2 * D + w[2], D + w[1]  # fused channels per scale
+        c16, c8, c4 = dims[2] + w[3], dims[1] + w[2], dims[0] + w[1]  # fused channels per scale
         self.se = nn.ModuleList(SqueezeExcite(c, cfg.se_reduction) for c in (c16, c8, c4))
         self.decoder1 = DoubleConv(c16, c16)
         self.up1 = nn.ConvTranspose2d(c16, c8, 2, stride=2)
@@ -226,14 +230,16 @@ class ParaTransCNN(nn.Module):
             x, like=self, n_channels=cfg.n_channels, multiple=cfg.multiple, name="ParaTransCNN"
         )
         _, e2, e3, e4 = self.cnn(x)  # (B, w1, H/4), (B, w2, H/8), (B, w3, H/16)
-        v1 = self.vit[0](x)  # (B, D, H/4, W/4)
-        v2 = self.vit[1](v1)  # (B, 2D, H/8, W/8)
-        v3 = self.vit[2](v2)  # (B, 4D, H/16, W/16)
-        h = self.se[0](torch.cat([v3, e4], dim=1))  # (B, 4D + w3, H/16, W/16)
+        if cfg.use_transformer:
+            v1 = self.vit[0](x)  # (B, D, H/4, W/4)
+            v2 = self.vit[1](v1)  # (B, 2D, H/8, W/8)
+            v3 = self.vit[2](v2)  # (B, 4D, H/16, W/16)
+            e4, e3, e2 = torch.cat([v3, e4], 1), torch.cat([v2, e3], 1), torch.cat([v1, e2], 1)
+        h = self.se[0](e4)  # (B, 4D + w3, H/16, W/16)
         h = self.up1(self.decoder1(h))  # (B, 2D + w2, H/8, W/8)
-        f8 = self.se[1](torch.cat([v2, e3], dim=1))  # (B, 2D + w2, H/8, W/8)
+        f8 = self.se[1](e3)  # (B, 2D + w2, H/8, W/8)
         h = self.up2(self.decoder2(torch.cat([f8, h], dim=1)))  # (B, 2D + w2, H/4, W/4)
-        f4 = self.se[2](torch.cat([v1, e2], dim=1))  # (B, D + w1, H/4, W/4)
+        f4 = self.se[2](e2)  # (B, D + w1, H/4, W/4)
         h = self.up3(self.decoder3(torch.cat([f4, h], dim=1)))  # (B, D, H, W)
         return self.head(h)  # (B, K, H, W)
 
@@ -263,8 +269,8 @@ SPEC = PaperSpec(
     arxiv="2401.15307",
     claim=(
         "Parallel CNN and pyramid-transformer encoders fused by channel attention segment "
-        "abdominal organs better than a ResNet U-Net (mean Dice), and small organs at least as "
-        "well."
+        "abdominal organs better than a U-Net of similar size (mean Dice), and small organs at "
+        "least as well; removing the transformer branch lowers Dice."
     ),
     config=ParaTransCNNConfig,
     build=ParaTransCNN,
