@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from archlab.lab import metrics
 
 monai_metrics = pytest.importorskip("monai.metrics")
-tm = pytest.importorskip("torchmetrics.functional")
+tm = pytest.importorskip("torchmetrics.functional.image")
 
 
 def _one_hot(labels: torch.Tensor, k: int) -> torch.Tensor:  # (B, H, W) -> (B, K, H, W)
