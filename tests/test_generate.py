@@ -394,3 +394,17 @@ def test_same_tokens_as_transformers_bart():
         expected = hf.generate(ids, attention_mask=mask, do_sample=False, **kw)
         ours = generate(HFSeq2SeqAdapter(hf), ids, mask, decoder_start_token_id=EOS, **kw)
         torch.testing.assert_close(ours, expected)
+
+
+def test_token_ids_outside_a_stated_vocabulary_are_refused_in_one_line():
+    model = _model("gpt")
+    model.vocab_size = VOCAB  # a model that states its vocabulary (as cfg.vocab_size does)
+    ids = torch.tensor([[3, 4, 5]])
+    for kwargs, name in (
+        (dict(input_ids=torch.tensor([[3, VOCAB, 5]])), "input_ids"),
+        (dict(input_ids=ids, eos_token_id=[EOS, VOCAB + 3]), "eos_token_id"),
+        (dict(input_ids=ids, pad_token_id=VOCAB), "pad_token_id"),
+    ):
+        with pytest.raises(ValueError, match=f"{name} holds token id .* vocabulary of {VOCAB}"):
+            generate(model, max_new_tokens=2, **kwargs)
+    assert generate(model, ids, max_new_tokens=2).shape == (1, 5)

@@ -85,6 +85,35 @@ def _check_token_tensor(name: str, x: Any) -> None:
         raise ValueError(f"{name} must hold token ids >= 0; got {int(x.min())}")
 
 
+def _vocab_size(model: Any) -> int | None:
+    """The model's vocabulary size where it states one (``vocab_size`` on the model or on its
+    ``cfg`` / ``config``), else None."""
+    for owner in (model, getattr(model, "cfg", None), getattr(model, "config", None)):
+        value = getattr(owner, "vocab_size", None)
+        if _is_int(value) and value > 0:
+            return int(value)
+    return None
+
+
+def _check_vocab(vocab_size: int | None, **ids: Any) -> None:
+    """Every given token id (a tensor, an int, a list or None) is below ``vocab_size``."""
+    if vocab_size is None:
+        return
+    for name, value in ids.items():
+        if value is None:
+            continue
+        top = (
+            int(value.max())
+            if isinstance(value, Tensor)
+            else max([value] if _is_int(value) else list(value))
+        )
+        if top >= vocab_size:
+            raise ValueError(
+                f"{name} holds token id {top}, outside the model's vocabulary of {vocab_size} "
+                f"(ids 0..{vocab_size - 1})"
+            )
+
+
 def _check_mask(attention_mask: Any, input_ids: Tensor) -> Tensor:
     if not isinstance(attention_mask, Tensor):
         raise ValueError(
@@ -458,6 +487,13 @@ def generate(
     device = input_ids.device
     input_ids = input_ids.long()
     eos = _eos_tensor(eos_token_id, device)
+    _check_vocab(
+        _vocab_size(model),
+        input_ids=input_ids,
+        eos_token_id=eos,
+        pad_token_id=pad_token_id,
+        decoder_start_token_id=decoder_start_token_id,
+    )
     if pad_token_id is None and eos is not None:
         pad_token_id = int(eos[0])
     # beam sampling keeps a non-eos continuation alive, as transformers does

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from archlab.errors import NonFiniteLossError
 from archlab.lab import Lab
 from archlab.lab.protocol import paired_interval, split_indices, t_quantile_975
 from archlab.lab.report import summary_table
@@ -73,7 +74,14 @@ def test_tune_sweeps_the_same_grid_from_the_same_init_and_keeps_the_best_on_vali
 
     lrs = (1e-6, 3e-2)
     model = lab.tune(
-        "lin", lambda: nn.Linear(4, 2), CLASSIFY.loss, data, RECIPE, lrs=lrs, score=score
+        "lin",
+        lambda: nn.Linear(4, 2),
+        CLASSIFY.loss,
+        data,
+        RECIPE,
+        lrs=lrs,
+        score=score,
+        extend=0,
     )
     vals = [lab.metrics[f"val/lin@lr={lr:g}"] for lr in lrs]
     assert vals[1] > vals[0]  # a learning rate that barely moves loses on validation
@@ -91,9 +99,53 @@ def test_tune_ignores_a_diverged_candidate():
     scores = iter([math.nan, 0.3])
     lab.tune(
         "lin", lambda: nn.Linear(4, 2), CLASSIFY.loss, data, RECIPE,
-        lrs=(1e-2, 2e-2), score=lambda m: next(scores),
+        lrs=(1e-2, 2e-2), score=lambda m: next(scores), extend=0,
     )  # fmt: skip
     assert lab.metrics["lr/lin"] == 2e-2
+
+
+@pytest.mark.parametrize(
+    "scores,lr,tried,edge",
+    [([0.1, 0.3, 0.2], 2e-2, 4e-2, 0.0),  # the top wins, one step beyond loses: bracketed
+     ([0.3, 0.1, 0.5], 5e-3, 5e-3, 1.0),  # the bottom wins, one step below wins too: an edge
+     ([0.1, 0.3, 0.2, 0.9], 2e-2, 4e-2, 0.0)],  # extend=2 stops once bracketed
+)  # fmt: skip
+def test_tune_extends_the_grid_until_the_choice_is_bracketed(scores, lr, tried, edge):
+    lab = make_lab()
+    it = iter(scores)
+    lab.tune("lin", lambda: nn.Linear(4, 2), CLASSIFY.loss, data, RECIPE, lrs=(1e-2, 2e-2),
+             score=lambda m: next(it), extend=len(scores) - 2)  # fmt: skip
+    assert lab.metrics["lr/lin"] == pytest.approx(lr)
+    assert f"val/lin@lr={tried:g}" in lab.metrics
+    assert lab.metrics["lr_edge/lin"] == edge
+
+
+def test_tune_survives_a_diverging_learning_rate():
+    """A candidate whose loss turns non-finite is recorded as NaN and cannot win; a sweep in
+    which every candidate diverges is an error."""
+    lab = make_lab()
+
+    def loss(model, batch):
+        value, metrics = CLASSIFY.loss(model, batch)
+        return value * (math.nan if model.explode else 1.0), metrics
+
+    def arm(explodes):
+        flags = iter(explodes)
+
+        def make():
+            model = nn.Linear(4, 2)
+            model.explode = next(flags)
+            return model
+
+        return make
+
+    lab.tune("lin", arm([False, True, True]), loss, data, RECIPE, lrs=(1e-2, 2e-2),
+             score=lambda m: 0.5)  # fmt: skip
+    assert math.isnan(lab.metrics["val/lin@lr=0.02"]) and lab.metrics["lr/lin"] == 1e-2
+    assert math.isnan(lab.metrics["val/lin@lr=0.005"])  # the extension below diverged too
+    with pytest.raises(NonFiniteLossError, match="every learning rate"):
+        lab.tune("x", arm([True, True]), loss, data, RECIPE, lrs=(1e-2, 2e-2),
+                 score=lambda m: 0.5)  # fmt: skip
 
 
 def test_an_unhealthy_baseline_turns_a_winning_comparison_into_a_fail():
@@ -141,3 +193,44 @@ def test_flattening_is_the_last_quarters_share_of_the_loss_drop():
     assert Fit("a", 0.0, spiky).flattening() == pytest.approx(0.5 / 1.1)
     assert math.isnan(Fit("a", 0.0, [[i, 1.0] for i in range(24)]).flattening())  # never fell
     assert math.isnan(Fit("a", 0.0, [[0, 1.0]]).flattening())
+
+
+def test_health_aspects_are_named_apart_and_bound_is_gated_by_the_arms_it_reads():
+    lab = make_lab()
+    lab.measure("acc/weak", 0.9)
+    lab.measure("worst/weak", 0.0)
+    assert lab.health("weak", "acc", ("chance", 0.5), margin=0.1)
+    assert not lab.health("weak", "worst", ("background", 0.0), margin=0.1, aspect="every class")
+    names = [c.name for c in lab.result.health_checks]
+    assert names == ["weak is a healthy baseline", "weak is a healthy baseline (every class)"]
+    assert lab.bound("ungated", "ratio", 2.0, at_least=1.0)
+    assert not lab.bound("gated", "ratio", 2.0, at_least=1.0, arms=("weak",))
+    assert "NOT A PASS: weak failed its health check" in lab.result.checks[-1].detail
+
+
+def test_replicate_refits_a_tuned_arm_at_its_lr_on_the_inner_seed_streams():
+    lab = make_lab()
+    make = lambda: nn.Linear(4, 2)  # noqa: E731
+    with pytest.raises(ValueError, match="tuned first"):
+        lab.replicate("lin", make, CLASSIFY.loss, data, RECIPE, 1)
+    lab.tune("lin", make, CLASSIFY.loss, data, RECIPE, lrs=(1e-2, 3e-2), score=lambda m: 0.0)
+    with pytest.raises(ValueError, match=">= 1"):
+        lab.replicate("lin", make, CLASSIFY.loss, data, RECIPE, 0)
+    one = lab.replicate("lin", make, CLASSIFY.loss, data, RECIPE, 1)
+    again = make_lab()
+    again.metrics["lr/lin"] = lab.metrics["lr/lin"]
+    same = again.replicate("lin", make, CLASSIFY.loss, data, RECIPE, 1)
+    torch.testing.assert_close(one.weight, same.weight)  # streams init/1 and train/1
+    assert "train_s/lin/1" in lab.metrics and "lin/1" in lab.result.curves
+    two = lab.replicate("lin", make, CLASSIFY.loss, data, RECIPE, 2)
+    assert not torch.allclose(one.weight, two.weight)
+
+
+def test_fit_keeps_every_evaluation():
+    lab = make_lab()
+    model = lab.build("lin", lambda: nn.Linear(4, 2))
+    calls = iter(range(100))
+    fit = lab.fit("lin", model, CLASSIFY.loss, data, RECIPE.replace(eval_every=4),
+                  eval_fn=lambda m: {"n": float(next(calls))})  # fmt: skip
+    assert [row["step"] for row in fit.eval_history] == [4, 8, 12, 16]
+    assert fit.eval_metrics == {"n": 3.0}

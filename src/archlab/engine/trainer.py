@@ -28,6 +28,9 @@ from archlab.engine.optim import make_optimizer, make_scheduler
 from archlab.engine.seed import isolated_rng, rng_state, set_rng_state
 from archlab.errors import ArchlabError, NonFiniteLossError
 
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("constant", "cosine", "linear")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -75,26 +78,41 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("steps", "warmup_steps", "eval_every", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or (self.batch_size < 1)
+        ):
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
+        for name in ("weight_decay", "momentum", "min_lr_ratio"):
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.grad_clip is not None and not (
+            math.isfinite(self.grad_clip) and self.grad_clip > 0
+        ):
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        for name in ("eval_every", "log_every", "checkpoint_every", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
 
 @dataclass
 class FitResult:
-    """What ``fit`` returns: the final step, the logged rows and the last evaluation."""
+    """What ``fit`` returns: the final step, the logged rows, every evaluation (``eval_history``:
+    ``{"step": ..., <metric>: ...}`` rows) and the last one (``eval_metrics``)."""
 
     step: int
     history: list[dict[str, float]] = field(default_factory=list)
     eval_metrics: dict[str, float] = field(default_factory=dict)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
     elapsed_s: float = 0.0
 
@@ -323,6 +341,7 @@ class Trainer:
                     metrics = self.evaluate()
                     if metrics:
                         result.eval_metrics = metrics
+                        result.eval_history.append({"step": self.step, **metrics})
                         self._log(
                             {"step": self.step, **{f"eval/{k}": v for k, v in metrics.items()}},
                             sink,

@@ -32,6 +32,7 @@ from torch import nn
 
 from archlab.engine.distributed import resolve_device
 from archlab.engine.seed import isolated_rng
+from archlab.errors import NonFiniteLossError
 from archlab.lab.profiling import n_params
 from archlab.lab.protocol import paired_interval
 from archlab.lab.recipe import Recipe
@@ -60,12 +61,14 @@ class Fit:
         train_s: wall seconds of training.
         curve: ``[[step, mean training loss since the previous point], ...]``.
         eval_metrics: the last evaluation (when an ``eval_fn`` was given).
+        eval_history: every evaluation, ``[{"step": ..., <metric>: ...}, ...]``.
     """
 
     arm: str
     train_s: float
     curve: list[list[float]] = field(default_factory=list)
     eval_metrics: dict[str, float] = field(default_factory=dict)
+    eval_history: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def final_loss(self) -> float:
@@ -171,7 +174,7 @@ class Lab:
         out = trainer.fit(data)
         seconds = time.perf_counter() - t0
         curve = [[row["step"], row["loss_mean"]] for row in out.history]
-        fit = Fit(arm, seconds, curve, dict(out.eval_metrics))
+        fit = Fit(arm, seconds, curve, dict(out.eval_metrics), list(out.eval_history))
         self.fits[arm] = fit
         self.result.curves[arm] = curve
         self.metrics[f"train_s/{arm}"] = seconds
@@ -188,15 +191,22 @@ class Lab:
         lrs: tuple[float, ...],
         score: Callable[[nn.Module], float],
         higher_is_better: bool = True,
-        stream: str = "init",
+        init_stream: str = "init",
         train_stream: str = "train",
+        extend: int = 1,
         **fit_kwargs: Any,
     ) -> nn.Module:
         """Build and fit ``arm`` once per learning rate in ``lrs`` (the same grid for every arm,
         from the budget table) and keep the model that ``score`` rates best on the validation
         split.
 
-        Each candidate starts from the same ``stream`` initialisation and sees the same
+        The grid must bracket the choice: while the best rate sits at an end of the rates tried
+        (and at most ``extend`` times), one more rate is tried beyond that end, one grid step
+        further (the ratio of the grid's two values at that end). ``lr_edge/<arm>`` records
+        whether the final choice still sits at an end (1.0) or is bracketed (0.0); a one-value
+        grid is not extended.
+
+        Each candidate starts from the same ``init_stream`` initialisation and sees the same
         batches (data order and dropout from ``train_stream``). Records ``val/<arm>@lr=<lr>``
         per candidate, the chosen ``lr/<arm>`` and ``val/<arm>``, and ``tune_s/<arm>`` (all
         candidates); the chosen run's learning curve and ``train_s`` become the arm's.
@@ -206,23 +216,75 @@ class Lab:
             raise ValueError(f"tune({arm!r}) needs at least one learning rate")
         best: tuple[float, float, nn.Module, Fit] | None = None
         total = 0.0
-        for lr in lrs:
-            model = self.build(arm, make, stream=stream)
-            fit = self.fit(
-                arm, model, loss_fn, data, recipe.replace(lr=lr), stream=train_stream, **fit_kwargs
-            )
+        tried: list[float] = []
+
+        def candidate(lr: float) -> None:
+            nonlocal best, total
+            model = self.build(arm, make, stream=init_stream)
+            tried.append(lr)
+            try:
+                fit = self.fit(arm, model, loss_fn, data, recipe.replace(lr=lr),
+                               stream=train_stream, **fit_kwargs)  # fmt: skip
+            except NonFiniteLossError:  # this rate diverged: it cannot win
+                self.metrics[f"val/{arm}@lr={lr:g}"] = math.nan
+                return
             total += fit.train_s
             value = float(score(model))
             self.metrics[f"val/{arm}@lr={lr:g}"] = value
             if best is None or _better(value, best[1], higher_is_better):
                 best = (lr, value, model, fit)
+
+        for lr in lrs:
+            candidate(float(lr))
+        grid = sorted(set(tried))
+        for _ in range(extend if len(grid) > 1 else 0):
+            if best is None:
+                break
+            if best[0] == max(tried):
+                candidate(max(tried) * grid[-1] / grid[-2])
+            elif best[0] == min(tried):
+                candidate(min(tried) * grid[0] / grid[1])
+            else:
+                break
+        if best is None:
+            raise NonFiniteLossError(
+                f"tune({arm!r}): training diverged at every learning rate tried "
+                f"({', '.join(f'{lr:g}' for lr in tried)})"
+            )
         lr, value, model, fit = best
+        self.metrics[f"lr_edge/{arm}"] = float(len(tried) > 1 and lr in (min(tried), max(tried)))
         self.fits[arm] = fit
         self.result.curves[arm] = fit.curve
         self.metrics[f"train_s/{arm}"] = fit.train_s
         self.metrics[f"tune_s/{arm}"] = total
         self.metrics[f"lr/{arm}"] = lr
         self.metrics[f"val/{arm}"] = value
+        return model
+
+    def replicate(
+        self,
+        arm: str,
+        make: Callable[[], nn.Module],
+        loss_fn: Callable,
+        data: Any,
+        recipe: Recipe,
+        index: int,
+        **fit_kwargs: Any,
+    ) -> nn.Module:
+        """Refit an arm already tuned by ``tune`` on inner seed ``index`` (>= 1), for a paired
+        comparison (``paired``): built from stream ``init/<index>`` and trained on the batches of
+        stream ``train/<index>`` (the same for every arm of that replicate) at the arm's chosen
+        ``lr/<arm>``; recorded as arm ``<arm>/<index>``. Replicate 0 is the tuned model itself
+        (on ``tune``'s streams). ``fit_kwargs`` go to ``fit``."""
+        if index < 1:
+            raise ValueError(f"replicate({arm!r}) index must be >= 1 (0 is the tuned run), "
+                             f"got {index}")  # fmt: skip
+        if f"lr/{arm}" not in self.metrics:
+            raise ValueError(f"replicate({arm!r}) needs the arm tuned first (no lr/{arm})")
+        name = f"{arm}/{index}"
+        model = self.build(name, make, stream=f"init/{index}")
+        self.fit(name, model, loss_fn, data, recipe.replace(lr=self.value("lr", arm)),
+                 stream=f"train/{index}", **fit_kwargs)  # fmt: skip
         return model
 
     # ------------------------------------------------------------------ measuring
@@ -232,12 +294,6 @@ class Lab:
         value = int(value) if isinstance(value, int) else float(value)
         self.metrics[name] = value
         return value
-
-    def measure_arms(
-        self, metric: str, fn: Callable[[nn.Module], float], models: Mapping[str, nn.Module]
-    ) -> dict[str, float]:
-        """``fn(model)`` for every arm, recorded as ``<metric>/<arm>``."""
-        return {arm: self.measure(f"{metric}/{arm}", fn(m)) for arm, m in models.items()}
 
     def value(self, metric: str, arm: str | None = None) -> float:
         return self.metrics[f"{metric}/{arm}" if arm is not None else metric]
@@ -321,6 +377,7 @@ class Lab:
         higher_is_better: bool = True,
         max_flattening: float | None = None,
         unit: str = "",
+        aspect: str = "",
     ) -> bool:
         """The health check of a baseline (or any arm): ``metric`` of ``arm`` beats a trivial
         predictor (``(label, value)``: chance, the mean, the identity, ...) by ``margin``, and,
@@ -328,7 +385,9 @@ class Lab:
         run's loss drop came in the last quarter of training, ``Fit.flattening``).
 
         A comparison (``compare``, ``paired``) involving an arm that failed here never passes;
-        several health checks of one arm (e.g. pretraining and downstream) must all pass.
+        several health checks of one arm (e.g. pretraining and downstream) must all pass;
+        ``aspect`` names what a further check of the same arm looks at (it joins the check's
+        name).
         """
         value = self.value(metric, arm)
         label, base = trivial
@@ -350,7 +409,8 @@ class Lab:
             )
             passed = passed and flat_ok
         self.healthy[arm] = self.healthy.get(arm, True) and bool(passed)  # all criteria
-        return self.result.check(f"{arm} is a healthy baseline", passed, detail, HEALTH)
+        name = f"{arm} is a healthy baseline" + (f" ({aspect})" if aspect else "")
+        return self.result.check(name, passed, detail, HEALTH)
 
     def paired(
         self,
@@ -395,8 +455,12 @@ class Lab:
         unit: str = "",
         note: str = "",
         kind: str = CLAIM,
+        arms: tuple[str, ...] = (),
     ) -> bool:
-        """Check one measured value against fixed bounds from the budget table."""
+        """Check one measured value against fixed bounds from the budget table.
+
+        ``arms``: the arms the value depends on (e.g. both arms of a ratio); when one of them
+        failed its health check the check does not pass and says so."""
         passed = _finite(value)
         need = []
         if at_least is not None:
@@ -408,6 +472,7 @@ class Lab:
         detail = f"{label} {fmt(value)}{unit} (needs {' and '.join(need)})"
         if note:
             detail += f"; {note}"
+        passed, detail = self._gate(arms, passed, detail)
         return self.result.check(claim, passed, detail, kind)
 
     def check(self, claim: str, passed: bool, detail: str) -> bool:

@@ -109,7 +109,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="1906.02849",
         fidelity="faithful",
         variants=("tiny", "resnet18", "base"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "hybridgnet": PaperInfo(
         slug="hybridgnet",
@@ -201,7 +201,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="1506.03134",
         fidelity="faithful",
         variants=("tiny", "base", "sort", "hull"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "return_of_encoder": PaperInfo(
         slug="return_of_encoder",

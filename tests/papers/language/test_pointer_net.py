@@ -15,7 +15,6 @@ from archlab.papers.language.pointer_net import (
     pointer_loss,
     tasks,
 )
-from archlab.papers.language.pointer_net.baseline import CoordFedSeq2Seq
 
 SORT = PointerNetConfig(d_input=1, d_embed=16, d_hidden=24, permutation_output=True)
 HULL = PointerNetConfig(d_input=2, d_embed=16, d_hidden=24)
@@ -330,10 +329,12 @@ def test_forward_is_the_papers_encoder_decoder_recurrence_on_fixed_weights():
 
 
 # ----------------------------------------------------------------------------- the paper's baseline
-def make_coord_s2s(seed: int = 0, **kw) -> CoordFedSeq2Seq:
+def make_coord_s2s(seed: int = 0, **kw) -> LSTMSeq2Seq:
     torch.manual_seed(seed)
-    cfg = LSTMSeq2SeqConfig(d_input=1, d_embed=12, d_hidden=16, n_positions=10, **kw)
-    return CoordFedSeq2Seq(cfg).eval()
+    cfg = LSTMSeq2SeqConfig(
+        d_input=1, d_embed=12, d_hidden=16, n_positions=10, feed="coordinates", **kw
+    )
+    return LSTMSeq2Seq(cfg).eval()
 
 
 def test_coord_fed_seq2seq_decoder_reads_the_previous_chosen_coordinates():
@@ -377,3 +378,11 @@ def test_coord_fed_seq2seq_decode_matches_teacher_forcing_and_emits_permutations
     torch.testing.assert_close(picked.sum(1), out.log_prob, rtol=1e-4, atol=1e-4)
     loss, _ = pointer_loss(model, batch)
     assert torch.isfinite(loss)
+
+
+def test_seq2seq_feed_is_validated_and_selects_what_the_decoder_reads():
+    with pytest.raises(ValueError, match="feed must be one of"):
+        LSTMSeq2SeqConfig(feed="coords")
+    by_symbol = LSTMSeq2Seq(LSTMSeq2SeqConfig(d_input=1, d_embed=8, d_hidden=8, n_positions=5))
+    assert hasattr(by_symbol, "symbol_embed") and not hasattr(by_symbol, "start")
+    assert not hasattr(make_coord_s2s(), "symbol_embed")

@@ -303,6 +303,8 @@ def test_token_ids_outside_the_vocabulary_raise_a_value_error(case, value):
     expected = OUT_OF_RANGE
     if value < 0 and case.startswith("generate"):
         expected = ">= 0; got -1"  # archlab.generate refuses negative ids before the model
+    elif case.startswith("generate"):  # ... and ids past the vocabulary its cfg states
+        expected = rf"token id {value}, outside the model's vocabulary of {V}"
     with pytest.raises(ValueError, match=expected):
         _bad_calls(value)[case]()
 

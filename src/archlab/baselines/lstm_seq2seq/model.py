@@ -2,8 +2,11 @@
 
 Sutskever, Vinyals, Le 2014 (arXiv 1409.3215) with the additive attention of Bahdanau, Cho,
 Bengio 2014 (arXiv 1409.0473) and Luong et al.'s attentional output layer: the baseline that
-Pointer Networks (arXiv 1506.03134) compares against. The decoder is fed the embedding of the
-previous output *symbol*; at step ``i`` attention blends the encoder states into a context
+Pointer Networks (arXiv 1506.03134) compares against. The decoder reads, per ``feed``, either a
+learned embedding of the previous output *symbol* (``"symbol"``, the usual seq2seq) or, as in
+Pointer Networks' Fig. 1a, the input embedding of the element output at the previous step
+(``"coordinates"``; a learned start vector at step 0); at step ``i`` attention blends the encoder
+states into a context
 ``c_i = sum_j a_ij e_j`` with ``a_i = softmax_j(v^T tanh(W1 e_j + W2 d_i))``, and a softmax over a
 fixed vocabulary of ``K = n_positions + 1`` symbols gives the output: symbol 0 is the end token
 and symbol ``j >= 1`` means "input position ``j - 1``", the same target convention as Ptr-Net.
@@ -27,6 +30,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from archlab.registry import PaperSpec
 
 NEG = -1e9  # score of invalid symbols in teacher-forced log-probs (finite)
+FEEDS = ("symbol", "coordinates")  # what the decoder reads (LSTMSeq2SeqConfig.feed)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class LSTMSeq2SeqConfig:
         n_layers: stacked LSTM layers in the encoder and in the decoder.
         n_positions: size of the fixed position vocabulary (outputs name positions
             ``0..n_positions-1``, plus the end token).
+        feed: what the decoder reads at each step: ``"symbol"`` (a learned embedding of the
+            previous output symbol) or ``"coordinates"`` (the input embedding of the element
+            the previous symbol names, and a learned start vector at step 0).
         mask_chosen: positions already output cannot be output again.
         permutation_output: the end token is valid only once every input was output.
         init_range: parameters start uniform in ``[-init_range, init_range]``.
@@ -53,8 +60,11 @@ class LSTMSeq2SeqConfig:
     mask_chosen: bool = True
     permutation_output: bool = False
     init_range: float = 0.08
+    feed: str = "symbol"
 
     def __post_init__(self) -> None:
+        if self.feed not in FEEDS:
+            raise ValueError(f"feed must be one of {FEEDS}, got {self.feed!r}")
         for name in ("d_input", "d_embed", "d_hidden", "n_layers", "n_positions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -131,7 +141,10 @@ class LSTMSeq2Seq(nn.Module):
         self.cfg = cfg
         self.n_symbols = cfg.n_positions + 1  # K: end token + positions
         self.embed = nn.Linear(cfg.d_input, cfg.d_embed)
-        self.symbol_embed = nn.Embedding(self.n_symbols + 1, cfg.d_embed)  # + start symbol
+        if cfg.feed == "symbol":
+            self.symbol_embed = nn.Embedding(self.n_symbols + 1, cfg.d_embed)  # + start symbol
+        else:
+            self.start = nn.Parameter(torch.empty(cfg.d_embed))  # decoder input at step 0
         self.encoder = nn.LSTM(cfg.d_embed, cfg.d_hidden, cfg.n_layers, batch_first=True)
         self.decoder = nn.LSTM(cfg.d_embed, cfg.d_hidden, cfg.n_layers, batch_first=True)
         self.attention = AdditiveAttention(cfg.d_hidden)
@@ -159,6 +172,20 @@ class LSTMSeq2Seq(nn.Module):
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (B,n,D)
         mask = torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]  # (B, n)
         return memory, mask, state
+
+    def _read(self, inputs: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Decoder inputs (B, T, E) for previous symbols (B, T), where symbol ``n_symbols``
+        is the start: their embedding (``feed="symbol"``), or the input embedding of the element
+        that symbol ``j >= 1`` names (position ``j - 1``; the end token reads position 0, only
+        ever after the end, where the loss ignores it) and the start vector
+        (``feed="coordinates"``)."""
+        if self.cfg.feed == "symbol":
+            return self.symbol_embed(previous)
+        embedded = self.embed(inputs)  # (B, n, E)
+        index = (previous - 1).clamp(min=0, max=embedded.shape[1] - 1)  # (B, T)
+        read = embedded.gather(1, index[..., None].expand(-1, -1, embedded.shape[-1]))
+        is_start = (previous == self.n_symbols)[..., None]  # (B, T, 1)
+        return torch.where(is_start, self.start.to(read.dtype), read)  # (B, T, E)
 
     def _valid(self, lengths: torch.Tensor) -> torch.Tensor:
         """Symbols naming a real position, plus the end token: (B,) -> (B, K)."""
@@ -192,7 +219,7 @@ class LSTMSeq2Seq(nn.Module):
         b, t_out = targets.shape
         start = torch.full((b, 1), self.n_symbols, dtype=torch.long, device=targets.device)
         prev = torch.cat([start, targets[:, :-1].clamp(min=0)], dim=1)  # (B, T)
-        dec_out, _ = self.decoder(self.symbol_embed(prev), state)  # (B, T, D)
+        dec_out, _ = self.decoder(self._read(inputs, prev), state)  # (B, T, D)
         scores = self._logits(memory, mask, dec_out)  # (B, T, K)
 
         picked = nn.functional.one_hot(targets.clamp(min=0), self.n_symbols).bool()  # (B, T, K)
@@ -236,7 +263,7 @@ class LSTMSeq2Seq(nn.Module):
         prev = torch.full((b, 1), self.n_symbols, dtype=torch.long, device=valid.device)
         tokens = []
         for t in range(max_len):
-            d, state = self.decoder(self.symbol_embed(prev), state)  # (B, 1, D)
+            d, state = self.decoder(self._read(inputs, prev), state)  # (B, 1, D)
             scores = self._logits(memory, mask, d)[:, 0]  # (B, K)
             allowed = allowed_symbols(
                 valid,

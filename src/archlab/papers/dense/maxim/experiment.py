@@ -80,7 +80,7 @@ BUDGETS = {
         maxim=QUICK, unet_widths=(20, 40, 80, 160), size=32, n_train=4000, n_val=64,
         n_test=256, sigma=25 / 255,
         recipe=RESTORE.recipe(steps=120, batch_size=8, lr=3e-3, warmup_steps=10, curve_points=24),
-        lrs=(3e-3, 1e-2), n_pairs=1, freq_weight=0.1, margin_db=0.0, grid_margin_db=0.0,
+        lrs=(3e-3, 1e-2), n_pairs=3, freq_weight=0.1, margin_db=0.0, grid_margin_db=0.0,
         health_margin_db=3.0, max_flattening=0.15,
     ),
     # paired grid ablation over 4 inner seeds and longer training (about 12 minutes on a free
@@ -221,13 +221,9 @@ def run(lab: Lab) -> None:
         }
         for i in range(1, s.n_pairs):
             for arm in ("maxim", "maxim_local"):
-                name = f"{arm}_seed{i}"
-                model = lab.build(name, arms(s)[arm], stream=f"init/{i}")
-                lab.fit(name, model, loss_fn, data, s.recipe.replace(lr=lab.value("lr", arm)),
-                        stream=f"train/{i}")  # fmt: skip
-                values[arm].append(
-                    lab.measure(f"psnr/{name}", psnr(predict(model, noisy).clamp(0, 1), clean))
-                )
+                model = lab.replicate(arm, arms(s)[arm], loss_fn, data, s.recipe, i)
+                value = psnr(predict(model, noisy).clamp(0, 1), clean)
+                values[arm].append(lab.measure(f"psnr/{arm}/{i}", value))
         lab.paired(claim, ("maxim", values["maxim"]), ("maxim_local", values["maxim_local"]),
                    margin=s.grid_margin_db, unit=" dB", arms=("maxim",),
                    note="each pair: one init and batch stream, each arm at its lr")  # fmt: skip

@@ -305,7 +305,8 @@ def finetune(lab: Lab, arm: str, encoder: Bert, train, val, test, p: int, f: int
     s: Settings = lab.settings
     if f == 0:
         clf = lab.tune(name, make, classification_loss, data, s.finetune, lrs=s.lrs,
-                       score=lambda m: test_accuracy(m, *val), stream=f"head/{p}/{f}")  # fmt: skip
+                       score=lambda m: test_accuracy(m, *val),
+                       init_stream=f"head/{p}/{f}")  # fmt: skip
         lab.measure(f"lr/{arm}/p{p}", lab.value("lr", name))
     else:
         clf = lab.build(name, make, stream=f"head/{p}/{f}")

@@ -424,12 +424,9 @@ def replicate_accuracy(lab: Lab, s: Settings, data, test) -> dict[str, list[floa
     values = {arm: [lab.value("exact_match", arm)] for arm in arms(s)}
     for i in range(1, s.n_replicates):
         for arm, (make, loss) in arms(s).items():
-            name = f"{arm}/r{i}"
-            model = lab.build(name, make, stream=f"init/{i}")
-            recipe = s.recipe.replace(lr=lab.value("lr", arm), eval_every=0)
-            lab.fit(name, model, loss, data, recipe, stream=f"train/{i}")
+            model = lab.replicate(arm, make, loss, data, s.recipe.replace(eval_every=0), i)
             values[arm].append(
-                lab.measure(f"exact_match/{name}", evaluate(model, *test)["exact_match"])
+                lab.measure(f"exact_match/{arm}/{i}", evaluate(model, *test)["exact_match"])
             )
     return values
 

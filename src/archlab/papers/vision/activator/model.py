@@ -277,8 +277,9 @@ SPEC = PaperSpec(
     arxiv="2405.15953",
     claim=(
         "Replacing a vision transformer's attention (and its second MLP) by one GLU-gated MLP "
-        "per block keeps the accuracy of an equally sized ViT (within 1 point, or better) at "
-        "no more than 0.7x its FLOPs, and the GLU variant (GEGLU, SwiGLU, ReGLU) matters little."
+        "per block keeps the accuracy of a ViT with the same parameter count (within 1 point, "
+        "or better) at no more than 0.7x the FLOPs of a ViT of the same width and depth, and "
+        "the GLU variant (GEGLU, SwiGLU, ReGLU) matters little."
     ),
     config=ActivatorConfig,
     build=Activator,

@@ -143,7 +143,7 @@ def run(lab: Lab) -> None:
     data = image_batches(x0, y0, Augment(crop_padding=2))
     for arm, layout in LAYOUTS.items():
         model = lab.tune(arm, make(layout), CLASSIFY.loss, data, s.recipe, lrs=s.lrs,
-                         stream="init/0", score=partial(evaluate_accuracy, images=x_val,
+                         init_stream="init/0", score=partial(evaluate_accuracy, images=x_val,
                                                         labels=y_val))  # fmt: skip
         lab.measure(f"flops/{arm}", forward_flops(model, x_test[:1]))
         accs[arm].append(lab.measure(f"acc/{arm}/0", evaluate_accuracy(model, x_test, y_test)))
@@ -152,9 +152,7 @@ def run(lab: Lab) -> None:
         xi, yi = train(i)
         data_i = image_batches(xi, yi, Augment(crop_padding=2))
         for arm, layout in LAYOUTS.items():
-            model = lab.build(f"{arm}/{i}", make(layout), stream=f"init/{i}")
-            recipe = s.recipe.replace(lr=lab.value("lr", arm))
-            lab.fit(f"{arm}/{i}", model, CLASSIFY.loss, data_i, recipe, stream=f"train/{i}")
+            model = lab.replicate(arm, make(layout), CLASSIFY.loss, data_i, s.recipe, i)
             accs[arm].append(
                 lab.measure(f"acc/{arm}/{i}", evaluate_accuracy(model, x_test, y_test))
             )

@@ -177,7 +177,7 @@ def run(lab: Lab) -> None:
     train0 = training_subset(s, images, labels, pool, lab.seed_for("train-split/0"))
     data0 = image_batches(*train0, Augment(crop_padding=s.crop_padding))
     for arm, make in makes.items():
-        model = lab.tune(arm, make, CLASSIFY.loss, data0, s.recipe, lrs=s.lrs, stream="init/0",
+        model = lab.tune(arm, make, CLASSIFY.loss, data0, s.recipe, lrs=s.lrs, init_stream="init/0",
                          score=lambda m: evaluate_accuracy(m, x_val, y_val))  # fmt: skip
         accs[arm].append(lab.measure(f"acc/{arm}/0", evaluate_accuracy(model, x_test, y_test)))
         dist["trained"][arm] = attention_distance(arm, model, probe)
@@ -185,9 +185,7 @@ def run(lab: Lab) -> None:
         train = training_subset(s, images, labels, pool, lab.seed_for(f"train-split/{i}"))
         data = image_batches(*train, Augment(crop_padding=s.crop_padding))
         for arm, make in makes.items():
-            model = lab.build(f"{arm}/{i}", make, stream=f"init/{i}")
-            recipe = s.recipe.replace(lr=lab.value("lr", arm))
-            lab.fit(f"{arm}/{i}", model, CLASSIFY.loss, data, recipe, stream=f"train/{i}")
+            model = lab.replicate(arm, make, CLASSIFY.loss, data, s.recipe, i)
             accs[arm].append(
                 lab.measure(f"acc/{arm}/{i}", evaluate_accuracy(model, x_test, y_test))
             )
