@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from archlab.errors import ArchlabError
-from archlab.lab import Budget, Lab, Result, derive_seed
+from archlab.lab import Budget, Check, Lab, Result, derive_seed
 from archlab.lab.provenance import code_files, code_hash
 from archlab.lab.result import BudgetUnavailableError
 from archlab.lab.tasks import CLASSIFY
@@ -153,3 +153,48 @@ def test_strict_comparisons_fail_on_a_tie():
     assert not lab.compare("tie fails >", "acc", "x", "y", strict=True)
     assert "needs > +0" in lab.result.checks[-1].detail
     assert not lab.compare("tie fails <", "acc", "x", "y", strict=True, higher_is_better=False)
+
+
+def test_cards_get_one_generated_block_per_budget(tmp_path, monkeypatch):
+    import archlab.lab.provenance as provenance
+    from archlab.lab.report import update_cards
+
+    card = tmp_path / "papers" / "dense" / "maxim" / "README.md"
+    card.parent.mkdir(parents=True)
+    card.write_text(
+        "a\n<!-- results:start -->\nold quick\n<!-- results:end -->\n"
+        "b\n<!-- results:standard:start -->\nold standard\n<!-- results:standard:end -->\nc\n"
+    )
+    monkeypatch.setattr(provenance, "PACKAGE_ROOT", tmp_path)
+    results = []
+    for budget, holds in (("quick", True), ("standard", False), ("full", True)):
+        r = Result("maxim", "t", "c", budget, 0, metrics={})
+        r.checks.append(Check(f"{budget} check", holds, "measured"))
+        results.append(r)
+    assert update_cards(results, tmp_path / "runs") == [card]
+    text = card.read_text()
+    assert (
+        "old quick" not in text
+        and "old standard" not in text
+        and text.startswith("a\n")
+        and text.endswith("c\n")
+    )
+    quick, standard = text.split("<!-- results:standard:start -->")
+    assert "quick check" in quick and "standard check" not in quick
+    assert "standard check" in standard and "**no**" in standard
+    assert "full check" not in text  # this card has no block for the full budget
+
+
+def test_only_the_core_environment_of_pyproject_enters_the_code_hash():
+    from archlab.lab.provenance import environment_spec
+
+    base = '[project]\nname = "x"\nrequires-python = ">=3.11"\ndependencies = ["torch==2.14.1", "numpy"]\n'
+    extras = (
+        base
+        + '[project.optional-dependencies]\nfields = ["pykan"]\n[tool.ruff]\nline-length = 100\n'
+    )
+    assert environment_spec(base) == environment_spec(extras)  # a new extra stales nothing
+    reordered = base.replace('"torch==2.14.1", "numpy"', '"numpy", "torch==2.14.1"')
+    assert environment_spec(reordered) == environment_spec(base)
+    assert environment_spec(base.replace("2.14.1", "2.15.0")) != environment_spec(base)
+    assert environment_spec(base.replace(">=3.11", ">=3.12")) != environment_spec(base)

@@ -86,9 +86,30 @@ def dependency_files(roots: list[Path]) -> list[Path]:
     return sorted(seen)
 
 
+def environment_spec(pyproject_text: str) -> str:
+    """The part of ``pyproject.toml`` every paper's results depend on: ``requires-python`` and
+    the core ``dependencies`` (the pins, torch's included), as canonical JSON. Optional extras
+    (one family's packages), tool settings and metadata are left out, so adding a paper's
+    dependency does not make the other papers' results stale; the installed versions a run used
+    are recorded in its ``versions``."""
+    import json
+
+    import tomllib
+
+    project = tomllib.loads(pyproject_text).get("project", {})
+    return json.dumps(
+        {
+            "requires-python": project.get("requires-python"),
+            "dependencies": sorted(project.get("dependencies", [])),
+        },
+        sort_keys=True,
+    )
+
+
 def code_files(package: str) -> list[Path]:
     """The source a paper's results depend on: every ``.py`` file of its folder (e.g.
-    ``archlab.papers.dense.maxim``) and what they import, plus ``pyproject.toml``."""
+    ``archlab.papers.dense.maxim``) and what they import, plus ``pyproject.toml`` (of which
+    only ``environment_spec`` counts)."""
     folder = PACKAGE_ROOT.joinpath(*package.split(".")[1:])
     roots = sorted(folder.glob("*.py"))
     files = dependency_files(roots)
@@ -104,7 +125,10 @@ def code_hash(package: str) -> str:
     h = hashlib.sha256(f"archlab {__version__}\0".encode())
     for f in code_files(package):
         rel = f.relative_to(REPO_ROOT) if f.is_relative_to(REPO_ROOT) else f.name
-        h.update(str(rel).encode() + b"\0" + f.read_bytes() + b"\0")
+        content = f.read_bytes()
+        if f.name == "pyproject.toml":
+            content = environment_spec(content.decode()).encode()
+        h.update(str(rel).encode() + b"\0" + content + b"\0")
     return h.hexdigest()
 
 
@@ -125,13 +149,21 @@ def git_sha() -> str:
 
 
 def git_dirty(files: list[Path]) -> bool | None:
-    """Whether any of ``files`` differs from the commit (modified, staged or untracked);
-    ``None`` outside a git checkout."""
+    """Whether any of ``files`` differs from the commit (modified, staged or untracked; for
+    ``pyproject.toml`` only its ``environment_spec``); ``None`` outside a git checkout."""
     rels = [str(f.relative_to(REPO_ROOT)) for f in files if f.is_relative_to(REPO_ROOT)]
+    code = [r for r in rels if Path(r).name != "pyproject.toml"]
     if not rels:
         return None
-    out = _git("status", "--porcelain", "--", *rels)
-    return None if out is None else bool(out.strip())
+    out = _git("status", "--porcelain", "--", *code) if code else ""
+    if out is None:
+        return None
+    dirty = bool(out.strip())
+    for rel in set(rels) - set(code):
+        committed = _git("show", f"HEAD:{rel}")
+        today = (REPO_ROOT / rel).read_text()
+        dirty = dirty or committed is None or environment_spec(committed) != environment_spec(today)
+    return dirty
 
 
 def provenance(package: str) -> dict:

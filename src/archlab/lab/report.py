@@ -285,8 +285,10 @@ def card_table(rs: list[Result], runs_rel: str) -> str:
 
 
 def update_cards(results: list[Result], runs: Path) -> list[Path]:
-    """Rewrite the ``<!-- results:start -->`` ... ``<!-- results:end -->`` block of each paper
-    card that has one with ``card_table`` of its committed runs; returns the cards written."""
+    """Rewrite the ``<!-- results:start -->`` ... ``<!-- results:end -->`` block (quick budget)
+    and the ``<!-- results:<budget>:start -->`` ... ``<!-- results:<budget>:end -->`` block of
+    any other budget of each paper card that has one with ``card_table`` of its committed runs;
+    returns the cards written."""
     import os
 
     from archlab.engine.checkpoint import atomic_write_text
@@ -298,18 +300,18 @@ def update_cards(results: list[Result], runs: Path) -> list[Path]:
         groups.setdefault((r.slug, r.budget), []).append(r)
     written = []
     for (slug, budget), rs in groups.items():
-        if budget != "quick":
-            continue
         try:
             card = PACKAGE_ROOT.joinpath(*info(slug).module.split(".")[1:], "README.md")
         except ArchlabError:
             continue
-        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        tag = "results" if budget == "quick" else f"results:{budget}"
+        start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
         if not card.is_file() or start not in (text := card.read_text()) or end not in text:
             continue
         rel = os.path.relpath(Path(runs).resolve(), card.parent.resolve())
         head, rest = text.split(start, 1)
         _, tail = rest.split(end, 1)
         atomic_write_text(card, f"{head}{start}\n{card_table(rs, rel)}\n{end}{tail}")
-        written.append(card)
+        if card not in written:
+            written.append(card)
     return written
