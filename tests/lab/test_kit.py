@@ -188,7 +188,10 @@ def test_cards_get_one_generated_block_per_budget(tmp_path, monkeypatch):
 def test_only_the_core_environment_of_pyproject_enters_the_code_hash():
     from archlab.lab.provenance import environment_spec
 
-    base = '[project]\nname = "x"\nrequires-python = ">=3.11"\ndependencies = ["torch==2.14.1", "numpy"]\n'
+    base = (
+        '[project]\nname = "x"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["torch==2.14.1", "numpy"]\n'
+    )
     extras = (
         base
         + '[project.optional-dependencies]\nfields = ["pykan"]\n[tool.ruff]\nline-length = 100\n'
