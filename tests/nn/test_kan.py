@@ -12,6 +12,7 @@ from archlab.nn.kan import (
     bspline_basis,
     fit_coefficients,
     spline_curves,
+    uniform_cubic_basis,
     uniform_grid,
 )
 
@@ -26,6 +27,17 @@ def test_bspline_basis_equals_pykan(k):
     grid = uniform_grid(3, 6, k, (-1.0, 1.0))
     expected = B_batch(x, grid, k=k).to(x.dtype)  # pykan returns booleans at k = 0
     torch.testing.assert_close(bspline_basis(x, grid, k), expected, atol=1e-6, rtol=0)
+
+
+def test_the_closed_form_uniform_cubic_basis_equals_the_recursion_with_gradients():
+    x = (torch.rand(300, 3) * 3 - 1.5).requires_grad_()  # inside and outside the grid
+    grid = uniform_grid(3, 5, 3, (-1.0, 1.0))
+    fast, slow = uniform_cubic_basis(x, -1.0, 1.0, 5), bspline_basis(x, grid, 3)
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+    w = torch.randn(8)
+    (g_fast,) = torch.autograd.grad((fast * w).sum(), x)
+    (g_slow,) = torch.autograd.grad((slow * w).sum(), x)
+    torch.testing.assert_close(g_fast, g_slow, atol=1e-4, rtol=1e-4)
 
 
 def test_basis_is_a_partition_of_unity_inside_the_grid():

@@ -213,6 +213,16 @@ INDEX: dict[str, PaperInfo] = {
         variants=("tiny", "tiny_decoder_only", "base", "base_decoder_only"),
         budgets=("smoke", "quick"),
     ),
+    "s_kan": PaperInfo(
+        slug="s_kan",
+        module="archlab.papers.fields.s_kan",
+        family="fields",
+        title="Activation Space Selectable Kolmogorov-Arnold Networks",
+        arxiv="2408.08338",
+        fidelity="simplified",
+        variants=("tiny", "base", "bspline", "chebyshev", "fourier", "rbf", "wavelet"),
+        budgets=("smoke", "quick"),
+    ),
     "scan_snap": PaperInfo(
         slug="scan_snap",
         module="archlab.papers.language.scan_snap",

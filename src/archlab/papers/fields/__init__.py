@@ -1,0 +1,3 @@
+"""Neural fields, operators, compression and function approximation: networks that are
+functions (KAN layers, kernel features, operators between function spaces, tractable densities).
+"""
