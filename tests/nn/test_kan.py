@@ -86,6 +86,16 @@ def test_output_is_residual_plus_spline_per_edge_by_hand():
     torch.testing.assert_close(ours(x), by_hand)
 
 
+def test_a_loaded_non_uniform_grid_is_evaluated_by_the_recursion():
+    ref, ours = pair(seed=4)
+    ref.update_grid_from_samples(torch.randn(100, 3) * 0.5)  # quantile knots
+    assert ours._uniform is not None
+    ours.load_state_dict({k: v for k, v in ref.state_dict().items() if k in ours.state_dict()})
+    assert ours._uniform is None
+    x = torch.randn(30, 3)
+    torch.testing.assert_close(ours(x), ref(x)[0], atol=1e-5, rtol=1e-5)
+
+
 def test_grid_update_equals_pykans_and_keeps_the_functions_on_the_samples():
     ref, ours = pair(seed=2)
     dense = torch.linspace(-1, 1, 101)[:, None].expand(-1, 3)  # smooth edge functions

@@ -169,6 +169,18 @@ class KANLayer(nn.Module):
         )
         self.scale_sp = nn.Parameter(torch.full((in_dim, out_dim), scale_sp / root))
         self.register_buffer("mask", torch.ones(in_dim, out_dim))
+        self._range = (float(grid_range[0]), float(grid_range[1]))
+        self._uniform: tuple[float, float] | None = self._range if k == 3 else None
+        """``(lo, hi)`` while the grid is the initial uniform one (cubic splines then use the
+        closed form ``uniform_cubic_basis``); None after ``update_grid`` or loading another
+        grid."""
+        self.register_load_state_dict_post_hook(lambda module, keys: module._sync_uniform())
+
+    def _sync_uniform(self) -> None:
+        """Use the closed form only while ``grid`` is the uniform cubic grid of ``grid_range``."""
+        ref = uniform_grid(self.in_dim, self.num, self.k, self._range).to(self.grid)
+        same = self.k == 3 and ref.shape == self.grid.shape and torch.allclose(ref, self.grid)
+        self._uniform = self._range if same else None
 
     def _check(self, x: Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
@@ -177,7 +189,11 @@ class KANLayer(nn.Module):
     def edges(self, x: Tensor) -> Tensor:
         """Every edge function at ``x``: (B, in) -> (B, in, out)."""
         self._check(x)
-        spline = spline_curves(x, self.grid, self.coef, self.k)  # (B, in, out)
+        if self._uniform is not None:
+            basis = uniform_cubic_basis(x, *self._uniform, self.num)  # (B, in, G + 3)
+        else:
+            basis = bspline_basis(x, self.grid, self.k)  # (B, in, G + k)
+        spline = torch.einsum("bim,iom->bio", basis, self.coef)  # (B, in, out)
         out = self.scale_base * self.base(x)[..., None] + self.scale_sp * spline
         return self.mask * out
 
@@ -200,6 +216,7 @@ class KANLayer(nn.Module):
         uniform = adaptive[:, :1] + h * steps  # (in, G + 1)
         grid = self.grid_eps * uniform + (1 - self.grid_eps) * adaptive
         self.grid.copy_(extend_grid(grid, self.k))
+        self._uniform = None
         self.coef.copy_(fit_coefficients(xs, y, self.grid, self.k))
 
     @torch.no_grad()
@@ -215,6 +232,7 @@ class KANLayer(nn.Module):
         lo, hi = xs[:1].T, xs[-1:].T  # (in, 1)
         steps = torch.linspace(0, 1, num + 1, dtype=x.dtype, device=x.device)
         finer.grid.copy_(extend_grid(lo + (hi - lo) * steps, self.k))
+        finer._uniform = None  # per-input ranges
         finer.coef.copy_(fit_coefficients(xs, y, finer.grid, self.k))
         finer.scale_base.copy_(self.scale_base)
         finer.scale_sp.copy_(self.scale_sp)
