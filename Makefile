@@ -18,7 +18,7 @@ setup: $(VENV)/bin/python
 	$(PIP) install -q -e ".[all,test]"
 
 demo: setup
-	$(VENV)/bin/archlab reproduce pointer_net --budget $(BUDGET) --seed $(SEED)
+	$(VENV)/bin/archlab reproduce medusa_med --budget $(BUDGET) --seed $(SEED)
 
 test: setup
 	$(PYTHON) -m pytest -q -p no:cacheprovider
