@@ -1,22 +1,24 @@
-"""Lossless image coding with an HCLT and an entropy coder (``constriction``'s ANS).
+"""Lossless image coding with an HCLT and an entropy coder (``constriction``'s range coder).
 
 Stream layout (little-endian)::
 
     header  22 bytes: magic b"PCC1", V (u16), H (u16), W (u16), n images (u32),
                       chunk (u32), CRC32 of the decoded images (u32)
-    payload the ANS coder's 32-bit words
+    payload the range coder's 32-bit words
 
 Images are coded in chunks of ``chunk`` images; within a chunk the symbols go variable-major
 (all images' pixel 0, then pixel 1, ...) in raster order, each with its exact conditional
-``p(x_k | x_<k)`` from the circuit (``HCLT.conditional``), quantised by
+``p(x_k | x_<k)`` from the circuit (the cached evaluation ``HCLT.next_conditional``: after
+each pixel only its ancestors are re-evaluated, the paper's reuse of unchanged node values),
+cast to float32 and quantised by
 ``constriction.stream.model.Categorical(perfect=False)`` (24-bit precision; every symbol keeps a
-nonzero mass). ANS is a stack, so the encoder pushes the symbols last-first; the decoder pops
-them in order, computing each chunk's conditionals from the pixels decoded so far. Encoder and
-decoder evaluate the same inputs in the same batch shapes, so their probability tables are
+nonzero mass). The range coder is a queue, so encoder and decoder both run forward; the decoder
+computes each chunk's conditionals from the pixels decoded so far. Encoder and decoder perform
+the same operations on the same inputs in the same batch shapes, so their probability tables are
 bit-identical on one machine and library build.
 
 A corrupt stream never decodes silently to a wrong image: a bad magic or header, a payload that
-is not whole words, data left over after decoding or a CRC32 mismatch raise
+is not whole words, a decoder that has not consumed its data, or a CRC32 mismatch raise
 ``CorruptStreamError`` with one line.
 """
 
@@ -36,6 +38,9 @@ MAGIC = b"PCC1"
 HEADER = struct.Struct("<4sHHHIII")
 HEADER_BITS = 8 * HEADER.size
 """Bits of the header of every stream (176)."""
+CODER_SLACK_BITS = 64
+"""The range coder flushes its 64-bit state: a payload may exceed the summed code lengths of its
+(quantised) symbols by up to this many bits."""
 
 
 class CorruptStreamError(ArchlabError, ValueError):
@@ -53,10 +58,6 @@ def _family():
     return constriction.stream.model.Categorical(perfect=False)
 
 
-def _observed(b: int, d: int, k: int) -> Tensor:  # (b, D): the pixels before k
-    return (torch.arange(d) < k).expand(b, d)
-
-
 def encode(model: HCLT, images: Tensor | np.ndarray, chunk: int = 512) -> bytes:
     """Compress integer images (n, H, W) (or (n, D)) with values in ``0 .. V-1``.
 
@@ -69,7 +70,7 @@ def encode(model: HCLT, images: Tensor | np.ndarray, chunk: int = 512) -> bytes:
 def encode_with_sizes(model: HCLT, images: Tensor | np.ndarray, chunk: int = 512,
                       per_image: bool = False) -> tuple[bytes, Tensor | None]:  # fmt: skip
     """``encode``, and with ``per_image`` also the bits (n,) each image takes when coded alone
-    in its own stream (its own header and ANS state), from the same conditionals."""
+    in its own stream (its own header and coder flush), from the same conditionals."""
     import constriction
 
     x = model.check_images(images)  # (n, D)
@@ -78,18 +79,19 @@ def encode_with_sizes(model: HCLT, images: Tensor | np.ndarray, chunk: int = 512
     v = model.cfg.n_cats
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    coder = constriction.stream.stack.AnsCoder()
-    alone = [constriction.stream.stack.AnsCoder() for _ in range(n)] if per_image else []
+    coder = constriction.stream.queue.RangeEncoder()
+    alone = [constriction.stream.queue.RangeEncoder() for _ in range(n)] if per_image else []
     family = _family()
-    starts = list(range(0, n, chunk))
-    for s in reversed(starts):  # the stack: last chunk first, last pixel first
+    for s in range(0, n, chunk):
         xc = x[s : s + chunk]
-        for k in range(d - 1, -1, -1):
-            probs = model.conditional(xc, k, _observed(len(xc), d, k)).numpy()  # (b, V)
+        state = model.start_coding(len(xc))
+        for k in range(d):
+            probs = model.next_conditional(state, k).numpy().astype(np.float32)  # (b, V)
             symbols = xc[:, k].numpy().astype(np.int32)
-            coder.encode_reverse(symbols, family, probs)
+            coder.encode(symbols, family, probs)
             for i, one in enumerate(alone[s : s + chunk]):
-                one.encode_reverse(symbols[i : i + 1], family, probs[i : i + 1])
+                one.encode(symbols[i : i + 1], family, probs[i : i + 1])
+            model.observe(state, k, xc[:, k])
     words = coder.get_compressed().astype("<u4")
     header = HEADER.pack(MAGIC, v, h, w, n, chunk, _crc(x, v))
     sizes = torch.tensor([HEADER_BITS + c.num_bits() for c in alone]) if per_image else None
@@ -121,7 +123,8 @@ def decode(model: HCLT, data: bytes) -> Tensor:
         raise CorruptStreamError(f"corrupt stream: payload of {len(payload)} bytes is not whole "
                                  "32-bit words")  # fmt: skip
     try:
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, "<u4").astype(np.uint32))
+        words = np.frombuffer(payload, "<u4").astype(np.uint32)
+        coder = constriction.stream.queue.RangeDecoder(words)
     except Exception as e:  # constriction rejects some malformed words  # noqa: BLE001
         raise CorruptStreamError(f"corrupt stream: the entropy coder rejected it ({e})") from e
     family = _family()
@@ -129,16 +132,17 @@ def decode(model: HCLT, data: bytes) -> Tensor:
     out = torch.zeros(n, d, dtype=torch.long)
     for s in range(0, n, chunk):
         xc = out[s : s + chunk]  # a view: decoded pixels land in ``out``
+        state = model.start_coding(len(xc))
         for k in range(d):
-            probs = model.conditional(xc, k, _observed(len(xc), d, k))  # (b, V)
+            probs = model.next_conditional(state, k).numpy().astype(np.float32)  # (b, V)
             try:
-                xc[:, k] = torch.from_numpy(coder.decode(family, probs.numpy()).astype(np.int64))
+                xc[:, k] = torch.from_numpy(coder.decode(family, probs).astype(np.int64))
             except Exception as e:  # noqa: BLE001
                 raise CorruptStreamError(f"corrupt stream: decoding failed at pixel {k} ({e})"
                                          ) from e  # fmt: skip
-    if not coder.is_empty():
-        raise CorruptStreamError(f"corrupt stream: {coder.num_valid_bits()} bits left after "
-                                 f"decoding {n} images")  # fmt: skip
+            model.observe(state, k, xc[:, k])
+    if not coder.maybe_exhausted():
+        raise CorruptStreamError(f"corrupt stream: data left after decoding {n} images")
     got = _crc(out, v)
     if got != crc:
         raise CorruptStreamError(f"corrupt stream: CRC32 of the decoded images {got:#010x} != "

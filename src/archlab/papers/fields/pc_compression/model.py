@@ -218,6 +218,8 @@ class HCLT(nn.Module):
             )
         self._levels = levels
         self._inverse = torch.argsort(torch.cat([nodes for nodes, _ in levels]))
+        self._children = [torch.tensor([c for c in range(d) if int(parent[c]) == i],
+                                       dtype=torch.long) for i in range(d)]  # fmt: skip
         self._paths = []
         for i in range(d):  # root -> i
             path, j = [i], i
@@ -314,28 +316,75 @@ class HCLT(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, H, W) -> (B,)
         return self.log_marginal(x)
 
+    def _down_to(self, k: int, log_root: Tensor, log_edge: Tensor, log_leaf: Tensor,
+                 acc: Tensor, msg: Tensor) -> Tensor:  # fmt: skip
+        """``p(x_k = v | evidence)`` (B, V) from the upward values ``acc``, ``msg`` (B, D, K)
+        (computed with ``x_k``'s leaf set to 1) and the downward message along root -> ``k``."""
+        down = log_root.expand(acc.shape[0], -1)  # (B, K): log p(e outside subtree, z)
+        path = self._paths[k]
+        for p, c in zip(path[:-1], path[1:]):
+            out = down + acc[:, p] - msg[:, c]  # (B, K_p): all evidence at p but c's subtree
+            down = _log_matvec(out[:, None], log_edge[c].T[None])[:, 0]  # (B, K_c)
+        post = down + acc[:, k]  # (B, K) log p(e, z_k)
+        post = (post - post.logsumexp(-1, keepdim=True)).exp()
+        return post @ log_leaf[k].exp()  # (B, V)
+
     def conditional(self, x: Tensor, k: int, observed: Tensor) -> Tensor:
         """``p(x_k = v | x_observed)`` for every ``v``: (B, D) images -> (B, V) probabilities.
 
-        The upward pass with ``x_k`` and the other unobserved leaves set to 1, then the downward
-        message along the root-to-``k`` path gives ``p(x_observed, Z_k)``; mixing the leaf
-        ``P(X_k | Z_k)`` with its normalisation gives the conditional. Deterministic: the same
-        inputs (the observed entries) give bit-identical outputs, which the decoder relies on.
+        The naive evaluation: a full upward pass with ``x_k`` and the other unobserved leaves
+        set to 1, then the downward message along the root-to-``k`` path gives
+        ``p(x_observed, Z_k)``; mixing the leaf ``P(X_k | Z_k)`` with its normalisation gives the
+        conditional. The coder uses the cached evaluation (``start_coding`` / ``observe`` /
+        ``next_conditional``), which equals this one.
         """
         with torch.no_grad():
             log_root, log_edge, log_leaf = self.log_params()
             obs = observed.clone()
             obs[..., k] = False
             acc, msg = self.upward(self.leaf_log(x, obs, log_leaf), log_edge)
-            down = log_root.expand(x.shape[0], -1)  # (B, K): log p(e outside subtree, z)
-            path = self._paths[k]
-            for p, c in zip(path[:-1], path[1:]):
-                out = down + acc[:, p] - msg[:, c]  # (B, K_p): all evidence at p but c's subtree
-                down = _log_matvec(out[:, None], log_edge[c].T[None])[:, 0]  # (B, K_c)
-            post = down + acc[:, k]  # (B, K) log p(e, z_k)
-            post = (post - post.logsumexp(-1, keepdim=True)).exp()
-            probs = post @ log_leaf[k].exp()  # (B, V)
-        return probs
+            return self._down_to(k, log_root, log_edge, log_leaf, acc, msg)
+
+    # -------------------------------------------------------------- cached coding
+    @torch.no_grad()
+    def start_coding(self, b: int) -> dict:
+        """The cached state of ``b`` images with no pixel observed yet (the paper's reuse of
+        unchanged node values): parameters, leaf values, ``acc`` and ``msg`` (B, D, K)."""
+        log_root, log_edge, log_leaf = self.log_params()
+        leaf = torch.zeros(b, self.cfg.n_vars, self.cfg.n_latents, dtype=log_edge.dtype)
+        acc, msg = self.upward(leaf, log_edge)
+        return {"params": (log_root, log_edge, log_leaf), "leaf": leaf, "acc": acc, "msg": msg}
+
+    @torch.no_grad()
+    def next_conditional(self, state: dict, k: int) -> Tensor:
+        """``p(x_k | the pixels observed so far)`` (B, V) from the cached state: only the
+        root-to-``k`` path is evaluated."""
+        return self._down_to(k, *state["params"], state["acc"], state["msg"])
+
+    @torch.no_grad()
+    def observe(self, state: dict, k: int, values: Tensor) -> None:
+        """Observe ``x_k = values`` (B,) in the cached state: only ``k`` and its ancestors are
+        re-evaluated (each node's ``acc`` is its leaf plus its children's messages)."""
+        _, log_edge, log_leaf = state["params"]
+        leaf, acc, msg = state["leaf"], state["acc"], state["msg"]
+        leaf[:, k] = log_leaf[k][:, values.long()].T  # (B, K)
+        j = k
+        while True:
+            acc[:, j] = leaf[:, j] + msg[:, self._children[j]].sum(1)
+            if j == self.root:
+                break
+            msg[:, j] = _log_matvec(acc[:, j : j + 1], log_edge[j : j + 1])[:, 0]
+            j = int(self.parent[j])
+
+    def node_evaluations(self, cached: bool) -> int:
+        """Nodes evaluated to code one image in raster order: the naive coder runs a full
+        upward pass (``D`` nodes) per pixel plus the downward path; the cached coder re-evaluates
+        the observed pixel's ancestors and the downward path."""
+        d = self.cfg.n_vars
+        down = sum(len(p) - 1 for p in self._paths)
+        if not cached:
+            return d * d + down
+        return sum(len(p) for p in self._paths) + down
 
     def posteriors(self, x: Tensor, observed: Tensor | None = None) -> Tensor:
         """``P(Z_i | x_observed)`` for every node by autograd (B, D, K): the gradient of
