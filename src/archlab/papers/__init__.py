@@ -188,7 +188,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2310.19809",
         fidelity="faithful",
         variants=("tiny", "mini", "darcy"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "nervpp": PaperInfo(
         slug="nervpp",
