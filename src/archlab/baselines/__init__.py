@@ -44,6 +44,16 @@ INDEX: dict[str, PaperInfo] = {
         variants=("tiny", "s32", "s16", "b16", "l16"),
         is_baseline=True,
     ),
+    "nerv": PaperInfo(
+        slug="nerv",
+        module="archlab.baselines.nerv",
+        family="fields",
+        title="NeRV: Neural Representations for Videos",
+        arxiv="2110.13903",
+        fidelity="faithful",
+        variants=("tiny", "base", "bunny"),
+        is_baseline=True,
+    ),
     "resnet": PaperInfo(
         slug="resnet",
         module="archlab.baselines.resnet",

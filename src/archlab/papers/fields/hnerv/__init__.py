@@ -1,5 +1,23 @@
-"""TODO title of hnerv (hnerv): public names."""
+"""HNeRV: A Hybrid Neural Representation for Videos (hnerv): public names."""
 
-from archlab.papers.fields.hnerv.model import SPEC, Hnerv, HnervConfig
+from archlab.papers.fields.hnerv.model import (
+    SPEC,
+    VARIANTS,
+    ConvNeXtBlock,
+    ConvNeXtEncoder,
+    HNeRV,
+    HNeRVConfig,
+    LayerNorm2d,
+    interpolate_embeddings,
+)
 
-__all__ = ["SPEC", "Hnerv", "HnervConfig"]
+__all__ = [
+    "SPEC",
+    "VARIANTS",
+    "ConvNeXtBlock",
+    "ConvNeXtEncoder",
+    "HNeRV",
+    "HNeRVConfig",
+    "LayerNorm2d",
+    "interpolate_embeddings",
+]

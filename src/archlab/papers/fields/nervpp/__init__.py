@@ -1,5 +1,13 @@
-"""TODO title of nervpp (nervpp): public names."""
+"""NeRV++: An Enhanced Implicit Neural Video Representation (nervpp): public names."""
 
-from archlab.papers.fields.nervpp.model import SPEC, Nervpp, NervppConfig
+from archlab.papers.fields.nervpp.model import (
+    SCRB,
+    SPEC,
+    VARIANTS,
+    BilinearSkip,
+    NeRVPP,
+    NeRVPPBlock,
+    NeRVPPConfig,
+)
 
-__all__ = ["SPEC", "Nervpp", "NervppConfig"]
+__all__ = ["SCRB", "SPEC", "VARIANTS", "BilinearSkip", "NeRVPP", "NeRVPPBlock", "NeRVPPConfig"]
