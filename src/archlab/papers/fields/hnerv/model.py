@@ -226,7 +226,7 @@ VARIANTS = {
         n_frames=132,
         enc_strides=(5, 4, 4, 2, 2),
         dec_strides=(5, 4, 4, 2, 2),
-        fc_dim=96,
+        fc_dim=67,
     ),  # fmt: skip
 }
 
