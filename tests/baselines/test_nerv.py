@@ -149,3 +149,12 @@ def test_quantize_module_keeps_the_output_close():
     t = NeRV.frame_times(4)
     assert len(tensors) == len([p for p in model.state_dict().values() if p.is_floating_point()])
     assert (qmodel(t) - model(t)).abs().max() < 0.05
+
+
+def test_closest_solver_takes_the_nearer_width():
+    from archlab.baselines.nerv import solve_fc_dim
+
+    sizes = {d: 100 * d for d in range(1, 50)}
+    assert solve_fc_dim(sizes.__getitem__, 1_040, max_dim=49) == 10
+    assert solve_fc_dim(sizes.__getitem__, 1_060, max_dim=49, closest=True) == 11
+    assert solve_fc_dim(sizes.__getitem__, 1_040, max_dim=49, closest=True) == 10

@@ -170,10 +170,14 @@ def count_params(make: Callable[[], nn.Module]) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def solve_fc_dim(size_at: Callable[[int], int], target: int, max_dim: int = 1 << 14) -> int:
+def solve_fc_dim(
+    size_at: Callable[[int], int], target: int, max_dim: int = 1 << 14, closest: bool = False
+) -> int:
     """The largest stem width ``fc_dim`` whose model size ``size_at(fc_dim)`` is at most
     ``target`` (sizes grow with ``fc_dim``); the size then sits within one width step of the
-    target. Raises ``ArchlabError`` when even ``fc_dim = 1`` is over the budget."""
+    target. With ``closest``, the next width instead when its size is nearer the target (for
+    matching two models whose width steps differ). Raises ``ArchlabError`` when even
+    ``fc_dim = 1`` is over the budget."""
     if size_at(1) > target:
         raise ArchlabError(f"a parameter budget of {target:,} is below the smallest model "
                            f"({size_at(1):,} at fc_dim=1)")  # fmt: skip
@@ -184,6 +188,8 @@ def solve_fc_dim(size_at: Callable[[int], int], target: int, max_dim: int = 1 <<
             lo = mid
         else:
             hi = mid - 1
+    if closest and lo < max_dim and size_at(lo + 1) - target < target - size_at(lo):
+        return lo + 1
     return lo
 
 

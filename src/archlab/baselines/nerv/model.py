@@ -66,9 +66,11 @@ class NeRVConfig:
         """The model's size (all of it is stored: no embeddings)."""
         return count_params(lambda: NeRV(self))
 
-    def at_size(self, target: int) -> NeRVConfig:
-        """This config with the largest ``fc_dim`` whose size is at most ``target``."""
-        fc_dim = solve_fc_dim(lambda d: dataclasses.replace(self, fc_dim=d).n_params(), target)
+    def at_size(self, target: int, closest: bool = False) -> NeRVConfig:
+        """This config with the largest ``fc_dim`` whose size is at most ``target``
+        (``closest``: or the next one, when nearer; ``solve_fc_dim``)."""
+        size = lambda d: dataclasses.replace(self, fc_dim=d).n_params()  # noqa: E731
+        fc_dim = solve_fc_dim(size, target, closest=closest)
         return dataclasses.replace(self, fc_dim=fc_dim)
 
 

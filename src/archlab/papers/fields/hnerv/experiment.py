@@ -119,8 +119,8 @@ def arm_configs(s: Settings, n_seen: int) -> dict[str, tuple[str, object]]:
     """Each arm's kind and its config solved to the size budget."""
     hnerv = dataclasses.replace(s.hnerv, n_frames=n_seen, frame_size=s.frame_size)
     return {
-        "hnerv": ("embedding", hnerv.at_size(s.target_size)),
-        "nerv": ("index", s.nerv.at_size(s.target_size)),
+        "hnerv": ("embedding", hnerv.at_size(s.target_size, closest=True)),
+        "nerv": ("index", s.nerv.at_size(s.target_size, closest=True)),
     }
 
 

@@ -161,9 +161,11 @@ class HNeRVConfig:
         """The paper's model size: decoder parameters plus all embeddings (not the encoder)."""
         return self.decoder_size() + self.n_embedding
 
-    def at_size(self, target: int) -> HNeRVConfig:
-        """This config with the largest ``fc_dim`` whose stored size is at most ``target``."""
-        fc_dim = solve_fc_dim(lambda d: dataclasses.replace(self, fc_dim=d).stored_size(), target)
+    def at_size(self, target: int, closest: bool = False) -> HNeRVConfig:
+        """This config with the largest ``fc_dim`` whose stored size is at most ``target``
+        (``closest``: or the next one, when nearer; ``solve_fc_dim``)."""
+        size = lambda d: dataclasses.replace(self, fc_dim=d).stored_size()  # noqa: E731
+        fc_dim = solve_fc_dim(size, target, closest=closest)
         return dataclasses.replace(self, fc_dim=fc_dim)
 
 

@@ -59,10 +59,11 @@ BUDGETS = {
         margin_db=-100.0, skip_margin_db=-100.0, health_db=-100.0, max_flattening=1.0,
         size_tolerance=1.0,
     ),
+    # the hnerv experiment's clip and size (lower_width 4: see its BUDGETS), fewer steps: 15 fits
     "quick": Settings(
-        n_frames=32, frame_size=(64, 64), held_out_every=4, target_size=60_000,
-        hnerv=HNeRVConfig(), scrb_kernel=3, recipe=recipe(600), lrs=(1e-3, 3e-3), extend=1,
-        n_seeds=3, n_evals=20, margin_db=0.0, skip_margin_db=0.0, health_db=3.0,
+        n_frames=64, frame_size=(64, 64), held_out_every=4, target_size=40_000,
+        hnerv=HNeRVConfig(lower_width=4), scrb_kernel=3, recipe=recipe(400), lrs=(3e-3, 1e-2),
+        extend=1, n_seeds=3, n_evals=20, margin_db=0.0, skip_margin_db=0.0, health_db=3.0,
         max_flattening=0.25, size_tolerance=0.1,
     ),
 }  # fmt: skip
@@ -72,9 +73,11 @@ def arm_configs(s: Settings, n_seen: int) -> dict[str, object]:
     geometry = dataclasses.replace(s.hnerv, n_frames=n_seen, frame_size=s.frame_size)
     pp = NeRVPPConfig(hnerv=geometry, scrb_kernel=s.scrb_kernel)
     return {
-        "nervpp": pp.at_size(s.target_size),
-        "hnerv": geometry.at_size(s.target_size),
-        "nervpp_no_skip": dataclasses.replace(pp, bilinear_skip=False).at_size(s.target_size),
+        "nervpp": pp.at_size(s.target_size, closest=True),
+        "hnerv": geometry.at_size(s.target_size, closest=True),
+        "nervpp_no_skip": dataclasses.replace(pp, bilinear_skip=False).at_size(
+            s.target_size, closest=True
+        ),
     }
 
 

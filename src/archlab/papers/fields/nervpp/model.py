@@ -124,13 +124,14 @@ class NeRVPPConfig:
         """Decoder parameters plus all embeddings (the encoder is not stored)."""
         return self.decoder_size() + self.hnerv.n_embedding
 
-    def at_size(self, target: int) -> NeRVPPConfig:
-        """This config with the largest stem width whose stored size is at most ``target``."""
+    def at_size(self, target: int, closest: bool = False) -> NeRVPPConfig:
+        """This config with the largest stem width whose stored size is at most ``target``
+        (``closest``: or the next one, when nearer; ``solve_fc_dim``)."""
 
         def size(d: int) -> int:
             return self.with_fc_dim(d).stored_size()
 
-        return self.with_fc_dim(solve_fc_dim(size, target))
+        return self.with_fc_dim(solve_fc_dim(size, target, closest=closest))
 
     def with_fc_dim(self, fc_dim: int) -> NeRVPPConfig:
         return dataclasses.replace(self, hnerv=dataclasses.replace(self.hnerv, fc_dim=fc_dim))
