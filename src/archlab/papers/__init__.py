@@ -119,7 +119,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2304.02633",
         fidelity="faithful",
         variants=("tiny", "base", "bunny"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "hybridgnet": PaperInfo(
         slug="hybridgnet",
@@ -198,7 +198,7 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2402.18305",
         fidelity="simplified",
         variants=("tiny", "base", "no_skip", "no_scrb"),
-        budgets=("smoke", "quick"),
+        budgets=("smoke", "quick", "standard"),
     ),
     "paratranscnn": PaperInfo(
         slug="paratranscnn",
