@@ -134,6 +134,16 @@ INDEX: dict[str, PaperInfo] = {
         variants=("tiny", "mini", "mini_no_igsc", "jsrt512", "paper", "paper_no_igsc"),
         budgets=("smoke", "quick", "standard"),
     ),
+    "lmhead_neurons": PaperInfo(
+        slug="lmhead_neurons",
+        module="archlab.papers.interp.lmhead_neurons",
+        family="interp",
+        title="Decoding specialised feature neurons in LLMs with the final projection layer",
+        arxiv="2501.02688",
+        fidelity="simplified",
+        variants=("tiny", "base"),
+        budgets=("smoke", "quick"),
+    ),
     "m_sfanet": PaperInfo(
         slug="m_sfanet",
         module="archlab.papers.dense.m_sfanet",
@@ -297,6 +307,16 @@ INDEX: dict[str, PaperInfo] = {
         arxiv="2310.13225",
         fidelity="simplified",
         variants=("tiny", "base", "cos"),
+        budgets=("smoke", "quick"),
+    ),
+    "transcoders": PaperInfo(
+        slug="transcoders",
+        module="archlab.papers.interp.transcoders",
+        family="interp",
+        title="Transcoders Find Interpretable LLM Feature Circuits",
+        arxiv="2406.11944",
+        fidelity="simplified",
+        variants=("tiny", "base", "gpt2"),
         budgets=("smoke", "quick"),
     ),
 }
