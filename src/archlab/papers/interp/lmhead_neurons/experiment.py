@@ -77,8 +77,8 @@ BUDGETS = {
     ),
     "quick": Settings(
         model=SwiGLUConfig(d_model=128, n_layers=4, n_heads=4, d_hidden=512, max_len=32),
-        length=32, pretrain=_recipe(1500, 3e-3), finetune=_recipe(300, 1e-3),
-        scales=(2.0, 5.0, 10.0), n_random=20, n_activation_batches=8, min_found=5,
+        length=32, pretrain=_recipe(800, 3e-3), finetune=_recipe(150, 1e-3),
+        scales=(2.0, 5.0, 10.0, 20.0, 50.0), n_random=20, n_activation_batches=8, min_found=5,
         min_rise=0.3, max_random_rise=0.05, min_agreement=0.5, agreement_margin=0.3,
         health_ratio=0.6, max_flattening=0.2,
     ),

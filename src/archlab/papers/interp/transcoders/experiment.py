@@ -69,7 +69,7 @@ BUDGETS = {
         max_flattening=10.0,
     ),
     "quick": Settings(
-        circuit=CircuitConfig(), d_sae=512, l1s=(3e-3, 1e-2, 3e-2, 1e-1),
+        circuit=CircuitConfig(), d_sae=512, l1s=(3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
         recipe=_recipe(1000, 512), lrs=(1e-2, 3e-2), resample_every=250, buffer_rows=65536,
         n_val=8192, n_test=16384, fvu_ratio=1.25, min_auroc=0.8, match_cos=0.9, health_fvu=0.3,
         max_flattening=0.2,
