@@ -51,6 +51,7 @@ def transcoder(seed: int = 0) -> SparseDictionary:
     g = torch.Generator().manual_seed(seed)
     tc = SparseDictionary(DictionaryConfig(CFG.d, 32, d_out=CFG.d), g)
     with torch.no_grad():
+        tc.W_enc.add_(0.5 * torch.randn(tc.W_enc.shape, generator=g))  # not W_dec^T (its init)
         tc.b_enc.normal_(0, 0.1, generator=g)
         tc.b_dec.normal_(0, 0.1, generator=g)
     return tc
