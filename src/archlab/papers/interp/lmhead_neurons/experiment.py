@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 from torch import Tensor
 
 from archlab.interp.hooks import capture
@@ -53,7 +54,8 @@ class Settings:
     scales: tuple[float, ...]  # clamp value = scale x the neuron's largest training activation
     n_random: int  # random neurons per concept (the control)
     n_activation_batches: int  # training batches that measure each neuron's largest activation
-    min_found: int  # concepts with a neuron (of 40), at least
+    n_selectivity_rows: int  # held-out sequences for the selectivity AUROC
+    min_selectivity: float  # the labelled neurons' mean selectivity AUROC, at least
     min_rise: float  # mean probability rise from clamping a concept neuron, at least
     max_random_rise: float  # mean rise from clamping a random neuron, at most
     min_agreement: float  # top-1 agreement after fine-tuning, at least
@@ -72,13 +74,15 @@ BUDGETS = {
     "smoke": Settings(
         model=SwiGLUConfig(d_model=16, n_layers=1, n_heads=2, d_hidden=32, max_len=16),
         length=16, pretrain=_recipe(5, 3e-3), finetune=_recipe(3, 1e-3), scales=(5.0,),
-        n_random=3, n_activation_batches=1, min_found=0, min_rise=-1.0, max_random_rise=1.0,
+        n_random=3, n_activation_batches=1, n_selectivity_rows=8, min_selectivity=0.0,
+        min_rise=-1.0, max_random_rise=1.0,
         min_agreement=0.0, agreement_margin=-1.0, health_ratio=10.0, max_flattening=10.0,
     ),
     "quick": Settings(
         model=SwiGLUConfig(d_model=128, n_layers=4, n_heads=4, d_hidden=512, max_len=32),
         length=32, pretrain=_recipe(800, 3e-3), finetune=_recipe(150, 1e-3),
-        scales=(2.0, 5.0, 10.0, 20.0, 50.0), n_random=20, n_activation_batches=8, min_found=5,
+        scales=(2.0, 5.0, 10.0, 20.0, 50.0), n_random=20, n_activation_batches=8,
+        n_selectivity_rows=256, min_selectivity=0.8,
         min_rise=0.3, max_random_rise=0.05, min_agreement=0.5, agreement_margin=0.3,
         health_ratio=0.6, max_flattening=0.2,
     ),
@@ -116,12 +120,10 @@ def run(lab: Lab) -> None:
     neurons = find_concept_neurons(lab, model, corpus)
     found = [c for c in neurons if neurons[c] is not None]
     lab.measure("concepts_found", len(found))
-    lab.bound(
-        f"(a) decoding up-projection neurons through the LM head finds concept neurons (a "
-        f"neuron whose top-1 token is the concept, for >= {s.min_found} of "
-        f"{len(corpus.concepts)} concepts)", "concepts with a neuron", len(found),
-        at_least=s.min_found, arms=("lm",), note="found: " + ", ".join(c for _, c in found),
-    )  # fmt: skip
+    untrained = lab.build("untrained", lambda: SwiGLULM(cfg)).eval()  # the same init, untrained
+    baseline = find_concept_neurons(lab, untrained, corpus, record=False)
+    lab.measure("concepts_found/untrained", sum(v is not None for v in baseline.values()))
+    run_selectivity(lab, s, model, corpus, neurons, found)
     run_clamping(lab, s, model, corpus, neurons, found)
     run_finetuning(lab, s, model, corpus)
 
@@ -133,7 +135,7 @@ def unigram_entropy(tokens: Tensor, vocab: int) -> float:
     return float(-(p[p > 0] * p[p > 0].log()).sum())
 
 
-def find_concept_neurons(lab: Lab, model, corpus: Corpus) -> dict:
+def find_concept_neurons(lab: Lab, model, corpus: Corpus, record: bool = True) -> dict:
     """concept -> (layer, neuron, decoded probability) or None."""
     probs = [decode_neurons(model, layer) for layer in range(model.cfg.n_layers)]
     out = {}
@@ -147,9 +149,60 @@ def find_concept_neurons(lab: Lab, model, corpus: Corpus) -> dict:
                 if best is None or float(p[i, tok]) > best[2]:
                     best = (layer, i, float(p[i, tok]))
         out[(cat, c)] = best
-    tops = torch.cat([p.argmax(-1) for p in probs])
-    lab.measure("distinct_top1_tokens", int(tops.unique().numel()))
+    if record:
+        tops = torch.cat([p.argmax(-1) for p in probs])
+        lab.measure("distinct_top1_tokens", int(tops.unique().numel()))
     return out
+
+
+@torch.no_grad()
+def run_selectivity(lab: Lab, s: Settings, model, corpus: Corpus, neurons, found) -> None:
+    """(a) Does the label mean something? AUROC of the labelled neuron's activation for
+    "the next token is the concept" on held-out text, against random neurons of its layer."""
+    tokens = corpus.sample(s.n_selectivity_rows, lab.rng("test-selectivity"))
+    names = [hidden_point(model, layer) for layer in range(model.cfg.n_layers)]
+    with capture(model, names) as cache:
+        model(tokens[:, :-1])
+    g = lab.rng("random-neurons/selectivity")
+    ours, randoms = [], []
+    for cat, c in found:
+        layer, i, _ = neurons[(cat, c)]
+        acts = cache[names[layer]].flatten(0, -2)  # (positions, n)
+        label = (tokens[:, 1:] == corpus.index[c]).flatten()
+        ours.append(auroc(acts[:, i], label))
+        others = [j for j in torch.randperm(acts.shape[1], generator=g).tolist() if j != i]
+        randoms.append(sum(auroc(acts[:, j], label) for j in others[: s.n_random]) / s.n_random)
+    pairs = [(a, b) for a, b in zip(ours, randoms, strict=True) if math.isfinite(a + b)]
+    ours, randoms = [a for a, _ in pairs], [b for _, b in pairs]  # concepts the text contains
+    if not ours:
+        lab.check("(a) the neuron decoded as a concept fires when the model is about to emit it",
+                  False, "no concept with a neuron occurs in the held-out text")  # fmt: skip
+        return
+    mean = sum(ours) / len(ours)
+    lab.measure("selectivity_auroc/concept", mean)
+    lab.measure("selectivity_auroc/random", sum(randoms) / len(randoms))
+    lab.bound(
+        f"(a) the neuron decoded as a concept fires when the model is about to emit it (AUROC "
+        f"of its activation for 'next token = concept' >= {s.min_selectivity}, mean over the "
+        f"concepts with a neuron)", "mean AUROC", mean,
+        at_least=s.min_selectivity, arms=("lm",),
+        note=(f"random neurons of the same layer {lab.value('selectivity_auroc/random'):.3f}; "
+              f"over {len(ours)} concepts; concepts with a neuron: {len(found)} of "
+              f"{len(corpus.concepts)} (untrained "
+              f"model: {lab.value('concepts_found/untrained')})"),
+    )  # fmt: skip
+    if len(ours) >= 2:
+        diff, lo, hi = paired_interval(ours, randoms)
+        lab.check("(a) ... above random neurons of the same layer (paired over concepts, 95% "
+                  "interval above 0)", lo > 0,
+                  f"mean difference {diff:+.3f}, interval [{lo:+.3f}, {hi:+.3f}]")  # fmt: skip
+
+
+def auroc(scores: Tensor, labels: Tensor) -> float:
+    """ROC AUC of ``scores`` for boolean ``labels`` (nan without both classes)."""
+    if labels.all() or not labels.any():
+        return math.nan
+    return float(roc_auc_score(labels.numpy(), scores.double().numpy()))
 
 
 @torch.no_grad()
@@ -244,10 +297,16 @@ def run_finetuning(lab: Lab, s: Settings, model, corpus: Corpus) -> None:
     held_out = corpus.sample(256, lab.rng("test-instruct"), instruct=True)
     with torch.no_grad():
         before = float(lm_loss(model, held_out)[0])
-        after = lab.measure("loss/instruct", float(lm_loss(tuned, held_out)[0]))
+        lab.measure("loss/instruct", float(lm_loss(tuned, held_out)[0]))
     lab.measure("loss/instruct_before", before)
-    lab.check("fine-tuning learned the chat template (held-out loss falls by >= 20%)",
-              after <= 0.8 * before, f"{before:.3f} -> {after:.3f} nats")  # fmt: skip
+    lab.health(
+        "instruct",
+        "loss",
+        ("the pretrained model before fine-tuning", before),
+        margin=0.2 * before,
+        higher_is_better=False,
+        max_flattening=s.max_flattening,
+    )
     n_layers = model.cfg.n_layers
     agreement = sum(top1_agreement(model, tuned, layer) for layer in range(n_layers)) / n_layers
     g = lab.rng("permutation")
