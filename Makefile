@@ -16,6 +16,7 @@ $(VENV)/bin/python:
 setup: $(VENV)/bin/python
 	$(PIP) install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PIP) install -q -e ".[all,test]"
+	$(PIP) install -q --no-deps "codebook-features==0.1.2"  # parity target; its pins are stale
 
 demo: setup
 	$(VENV)/bin/archlab reproduce medusa_med --budget $(BUDGET) --seed $(SEED)

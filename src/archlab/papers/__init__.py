@@ -50,6 +50,16 @@ INDEX: dict[str, PaperInfo] = {
         variants=("tiny", "base", "large"),
         budgets=("smoke", "quick", "full"),
     ),
+    "codebook_features": PaperInfo(
+        slug="codebook_features",
+        module="archlab.papers.interp.codebook_features",
+        family="interp",
+        title="Codebook Features: Sparse and Discrete Interpretability for Neural Networks",
+        arxiv="2310.17230",
+        fidelity="simplified",
+        variants=("tiny", "base", "inner", "no_codebooks"),
+        budgets=("smoke", "quick"),
+    ),
     "convit": PaperInfo(
         slug="convit",
         module="archlab.papers.vision.convit",
